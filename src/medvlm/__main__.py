@@ -1,0 +1,5 @@
+import sys
+
+from medvlm.cli import main
+
+sys.exit(main())
