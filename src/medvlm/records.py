@@ -354,7 +354,9 @@ def _check_placeholders(check: _Check, images: list[str], image3d: str | None, t
 
 def _training_record(check: _Check, row: dict) -> TrainingRecord | None:
     record_id = check.get(row, "id", (str, int), required=True)
+    n_problems = len(check.problems)
     images, image3d, prior, as_lists = _read_paths(check, row)
+    paths_ok = len(check.problems) == n_problems  # else placeholder counts would only repeat the path problem
     conv = check.get(row, "conversations", (list,), required=True)
     turns = _read_turns(check, conv) if conv is not None else []
     if conv is not None and not conv:
@@ -373,7 +375,8 @@ def _training_record(check: _Check, row: dict) -> TrainingRecord | None:
             if turn.role == "gpt" and any(p in turn.value for p in PLACEHOLDERS):
                 check.add(f"conversations[{i}].value", "image placeholder in a gpt turn; placeholders belong in human turns")
         human = [(f"conversations[{i}]", t.value) for i, t in enumerate(turns) if t.role == "human"]
-        _check_placeholders(check, images, image3d, human, missing_ok=False)
+        if paths_ok:
+            _check_placeholders(check, images, image3d, human, missing_ok=False)
     if check.problems:
         return None
     known = ("id", "image", "image3d", "prior", "conversations")
@@ -417,8 +420,9 @@ def _question_record(check: _Check, row: dict) -> QuestionRecord | None:
             used.append(key)
             break
     answer_type = check.get(row, "answer_type", (str,))
+    n_problems = len(check.problems)
     images, image3d, prior, as_lists = _read_paths(check, row)
-    if text:
+    if text and len(check.problems) == n_problems:
         field_name = "conversations[0]" if conversation_form else "text"
         _check_placeholders(check, images, image3d, [(field_name, text)], missing_ok=True)
     if check.problems:
@@ -460,17 +464,18 @@ _PARSERS = {"training": (_training_record, ("id",)),
 # reading files
 
 
-def _read_rows(path: Path) -> tuple[list[tuple[str, Any]], list[Problem]]:
-    """(location, parsed JSON value) for every record, and the problems of what could not be parsed."""
+def _read_rows(path: Path) -> tuple[list[tuple[str, Any]], Problem | None]:
+    """(location, parsed JSON value) for every record - a `Problem` for a JSONL line that does not parse - and
+    the problem of the whole file when nothing in it can be read as records."""
     file = str(path)
     text = path.read_text(encoding="utf-8")
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            return [], [Problem(file, f"line {e.lineno} col {e.colno}", None, None, f"invalid JSON: {e.msg}")]
-        return [(f"index {i}", row) for i, row in enumerate(data)], []
-    rows, problems = [], []
+            return [], Problem(file, f"line {e.lineno} col {e.colno}", None, None, f"invalid JSON: {e.msg}")
+        return [(f"index {i}", row) for i, row in enumerate(data)], None
+    rows: list[tuple[str, Any]] = []
     lines = text.split("\n")
     for n, line in enumerate(lines, start=1):
         if not line.strip():
@@ -478,16 +483,16 @@ def _read_rows(path: Path) -> tuple[list[tuple[str, Any]], list[Problem]]:
         try:
             rows.append((f"line {n}", json.loads(line)))
         except json.JSONDecodeError as e:
-            if n == len(lines):  # the last line has no newline after it
+            if n == 1 and text.lstrip().startswith("{") and _is_one_object(text):
+                return [], Problem(file, "", None, None, "the file holds one JSON object; expected a JSON list "
+                                                         "of records or JSON Lines (one record per line)")
+            if n == len(lines):  # the last line, and no newline after it
                 msg = ("cut off: the last line is not valid JSON and has no newline, as when a run is interrupted "
                        "while writing; delete that line (`medvlm predict` resumes by dropping it)")
-            elif n == 1 and text.lstrip().startswith("{") and _is_one_object(text):
-                return [], [Problem(file, "", None, None, "the file holds one JSON object; expected a JSON list "
-                                                           "of records or JSON Lines (one record per line)")]
             else:
                 msg = f"invalid JSON at col {e.colno}: {e.msg}"
-            problems.append(Problem(file, f"line {n}", None, None, msg))
-    return rows, problems
+            rows.append((f"line {n}", Problem(file, f"line {n}", None, None, msg)))
+    return rows, None
 
 
 def _is_one_object(text: str) -> bool:
@@ -498,54 +503,56 @@ def _is_one_object(text: str) -> bool:
 
 
 def _parse_file(path: str | os.PathLike, kind: str, image_folder: str | os.PathLike | None,
-                check_files: bool) -> tuple[list[Any], list[Problem], list[Problem]]:
-    """(records, problems of the file as a whole, problems of single records) for a file of `kind`."""
+                check_files: bool) -> tuple[list[Any], Problem | None, list[Problem]]:
+    """(one record or None per record in the file, the problem of the whole file, the problems of records)."""
     if kind not in _PARSERS:
         raise ValueError(f"unknown record kind {kind!r}; expected one of {', '.join(KINDS)}")
     path = Path(path)
     file = str(path)
-    rows, file_problems = _read_rows(path)
+    rows, file_problem = _read_rows(path)
     parse, id_keys = _PARSERS[kind]
     records, record_problems = [], []
     seen: dict[RecordId, str] = {}
     for location, row in rows:
         check = _Check(file, location, row, id_keys)
-        if not isinstance(row, dict):
+        if isinstance(row, Problem):
+            check.problems.append(row)
+        elif not isinstance(row, dict):
             check.add(None, f"expected a record (a JSON object), got {_TYPE_NAMES.get(type(row), type(row).__name__)}")
-            record_problems += check.problems
-            continue
-        record = parse(check, row)
-        if record is not None:
+        elif (record := parse(check, row)) is not None:
             record_id = record.id if kind == "training" else record.question_id
             if record_id in seen and kind != "answers":
                 check.add(id_keys[0] if id_keys[0] in row else id_keys[-1],
                           f"duplicate id {record_id!r} (first at {seen[record_id]}); ids must be unique")
-            else:
-                seen[record_id] = location
+            seen.setdefault(record_id, location)
             if check_files and kind != "answers":
-                paths = record.images + [p for p in (record.image3d, record.prior_image) if p is not None]
-                for p in paths:
-                    if not resolve_path(p, image_folder, path).exists():
-                        base = f"--image-folder {image_folder}" if image_folder is not None else "the record file's folder"
-                        check.add("image3d" if p == record.image3d else "prior" if p == record.prior_image else "image",
-                                  f"file not found: {p} (relative paths resolve against {base})")
+                _check_files(check, record, image_folder, path)
         record_problems += check.problems
         records.append(None if check.problems else record)
-    return records, file_problems, record_problems
+    return records, file_problem, record_problems
+
+
+def _check_files(check: _Check, record: TrainingRecord | QuestionRecord, image_folder, record_file: Path) -> None:
+    base = f"--image-folder {image_folder}" if image_folder is not None else "the record file's folder"
+    named = [("image", p) for p in record.images] + [("image3d", record.image3d), ("prior", record.prior_image)]
+    for key, p in named:
+        if p is not None and not resolve_path(p, image_folder, record_file).exists():
+            check.add(key, f"file not found: {p} (relative paths resolve against {base})")
 
 
 def _load(path, kind: str, image_folder, skip_bad: bool, check_files: bool) -> Records:
-    records, file_problems, record_problems = _parse_file(path, kind, image_folder, check_files)
-    if file_problems:
-        raise RecordError(file_problems[0], _hint(path, len(file_problems) + len(record_problems) - 1))
+    records, file_problem, record_problems = _parse_file(path, kind, image_folder, check_files)
+    if file_problem is not None:
+        raise RecordError(file_problem)
     if record_problems and not skip_bad:
         raise RecordError(record_problems[0], _hint(path, len(record_problems) - 1)
                           + "\nor load with skip_bad=True to leave bad records out (they are listed).")
+    loaded = Records([r for r in records if r is not None], skipped=record_problems)
     if record_problems:
-        bad = sorted({(p.location, str(p.record_id)) for p in record_problems}, key=lambda x: x[0])
-        log.warning("%s: skipped %d bad %s record(s): %s", path, len(bad), kind,
-                    ", ".join(f"{loc} (id {rid})" for loc, rid in bad))
-    return Records([r for r in records if r is not None], skipped=record_problems)
+        ids = loaded.skipped_ids
+        shown = ", ".join(map(repr, ids[:20])) + (f", ... ({len(ids) - 20} more)" if len(ids) > 20 else "")
+        log.warning("%s: skipped %d bad %s record(s): %s", path, len(ids), kind, shown)
+    return loaded
 
 
 def _hint(path, more: int) -> str:
@@ -577,12 +584,14 @@ def load_answers(path: str | os.PathLike, skip_bad: bool = False) -> Records:
 def detect_kind(path: str | os.PathLike) -> str:
     """"training", "questions" or "answers", from the keys of the file's first record."""
     path = Path(path)
-    rows, problems = _read_rows(path)
+    rows, file_problem = _read_rows(path)
+    if file_problem is not None:
+        raise RecordError(file_problem)
     if not rows:
-        if problems:
-            raise RecordError(problems[0])
         raise RecordError(Problem(str(path), "", None, None, "the file holds no records"))
     location, row = rows[0]
+    if isinstance(row, Problem):
+        raise RecordError(row)
     if not isinstance(row, dict):
         raise RecordError(Problem(str(path), location, None, None, "expected a record (a JSON object)"))
     if "conversations" in row:
@@ -614,9 +623,9 @@ def validate_file(path: str | os.PathLike, image_folder: str | os.PathLike | Non
             kind = detect_kind(path)
         except RecordError as e:
             return Problems([e.problem], None, 0)
-    records, file_problems, record_problems = _parse_file(path, kind, image_folder, check_files)
-    problems = file_problems + record_problems
-    if not records and not file_problems:
+    records, file_problem, record_problems = _parse_file(path, kind, image_folder, check_files)
+    problems = record_problems if file_problem is None else [file_problem]
+    if not records and file_problem is None:
         problems.append(Problem(str(path), "", None, None, "the file holds no records"))
     return Problems(problems, kind, len(records))
 
