@@ -65,12 +65,20 @@ def test_deterministic_uid_is_valid_and_depends_only_on_its_parts():
 def test_write_dicom_image_is_a_part10_cr_file(tmp_path):
     pixels = _gradient16()
     path = write_dicom_image(
-        tmp_path / "cxr.dcm", pixels, modality="CR", patient_id="SYN-0001", pixel_spacing_mm=(0.139, 0.139),
-        view_position="PA", study_date="20240102", window=(32768, 65536),
+        tmp_path / "cxr.dcm",
+        pixels,
+        modality="CR",
+        patient_id="SYN-0001",
+        pixel_spacing_mm=(0.139, 0.139),
+        view_position="PA",
+        study_date="20240102",
+        window=(32768, 65536),
     )
     ds = pydicom.dcmread(path)  # raises unless the preamble, DICM prefix and file meta are there
     assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
-    assert ds.SOPClassUID == pydicom.uid.ComputedRadiographyImageStorage == ds.file_meta.MediaStorageSOPClassUID
+    assert (
+        ds.SOPClassUID == pydicom.uid.ComputedRadiographyImageStorage == ds.file_meta.MediaStorageSOPClassUID
+    )
     assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
     assert (ds.Modality, ds.PatientID, ds.ViewPosition, ds.StudyDate) == ("CR", "SYN-0001", "PA", "20240102")
     assert [float(v) for v in ds.ImagerPixelSpacing] == [0.139, 0.139]
@@ -78,7 +86,9 @@ def test_write_dicom_image_is_a_part10_cr_file(tmp_path):
 
 
 def test_write_dicom_image_dx_monochrome1_and_rgb(tmp_path):
-    dx = pydicom.dcmread(write_dicom_image(tmp_path / "dx.dcm", _gradient16(), modality="DX", photometric="MONOCHROME1"))
+    dx = pydicom.dcmread(
+        write_dicom_image(tmp_path / "dx.dcm", _gradient16(), modality="DX", photometric="MONOCHROME1")
+    )
     assert dx.SOPClassUID == pydicom.uid.DigitalXRayImageStorageForPresentation
     assert dx.PhotometricInterpretation == "MONOCHROME1" and dx.PresentationLUTShape == "INVERSE"
     rgb = np.zeros((6, 7, 3), np.uint8)
@@ -95,7 +105,9 @@ def test_write_dicom_image_rejects_values_beyond_bits_stored(tmp_path):
 
 def test_write_dicom_series_stores_hu_with_rescale_and_geometry(tmp_path):
     hu = np.random.default_rng(0).integers(-1024, 2000, size=(3, 5, 4)).astype(np.int16)
-    paths = write_dicom_series(tmp_path / "ct", hu, (2.5, 0.7, 0.8), patient_id="SYN-CT", origin_mm=(10, 20, 30))
+    paths = write_dicom_series(
+        tmp_path / "ct", hu, (2.5, 0.7, 0.8), patient_id="SYN-CT", origin_mm=(10, 20, 30)
+    )
     assert [p.name for p in paths] == ["0000.dcm", "0001.dcm", "0002.dcm"]
     slices = [pydicom.dcmread(p) for p in paths]
     assert {s.SOPClassUID for s in slices} == {pydicom.uid.CTImageStorage}

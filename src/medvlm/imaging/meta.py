@@ -38,8 +38,11 @@ class ImageMeta:
     source_dtype: str
     modality: str | None = None
     spacing_mm: tuple[float, float] | None = None
-    transfer_syntax: str | None = None  # DICOM only: UID name, e.g. "JPEG 2000 Image Compression (Lossless Only)"
+    # DICOM only: the transfer syntax name, e.g. "JPEG 2000 Image Compression (Lossless Only)"
+    transfer_syntax: str | None = None
     number_of_frames: int = 1
-    rescale: tuple[float, float] | None = None  # DICOM (slope, intercept) applied, when the file has one
-    voi: str | None = None  # DICOM: how the display window was chosen ("VOI LUT", "window 40/400", "min-max") or None
+    # DICOM only: (slope, intercept) of the modality LUT that was applied
+    rescale: tuple[float, float] | None = None
+    # DICOM only: the display window applied ("VOI LUT", "window 40/400", "min-max"), None when not applied
+    voi: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

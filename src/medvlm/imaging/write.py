@@ -103,7 +103,9 @@ def write_dicom_image(
     pixels = np.asarray(pixels)
     modality = modality.upper()
     if modality not in SOP_CLASS_BY_MODALITY:
-        raise MedicalImageError(f"{os.fspath(path)}: modality {modality!r} not writable; use one of {sorted(SOP_CLASS_BY_MODALITY)}")
+        raise MedicalImageError(
+            f"{os.fspath(path)}: modality {modality!r} not writable; use one of {sorted(SOP_CLASS_BY_MODALITY)}"
+        )
     _check_pixels(path, pixels, photometric)
     study_uid = study_uid or deterministic_uid("study", patient_id, study_date, study_id, accession_number)
     series_uid = series_uid or deterministic_uid("series", study_uid, modality, series_number)
@@ -111,10 +113,21 @@ def write_dicom_image(
 
     ds = Dataset()
     _patient_study_series(
-        ds, patient_id=patient_id, patient_name=patient_name, patient_sex=patient_sex,
-        patient_birth_date=patient_birth_date, study_uid=study_uid, study_date=study_date, study_time=study_time,
-        study_id=study_id, accession_number=accession_number, study_description=study_description,
-        modality=modality, series_uid=series_uid, series_number=series_number, series_description=series_description,
+        ds,
+        patient_id=patient_id,
+        patient_name=patient_name,
+        patient_sex=patient_sex,
+        patient_birth_date=patient_birth_date,
+        study_uid=study_uid,
+        study_date=study_date,
+        study_time=study_time,
+        study_id=study_id,
+        accession_number=accession_number,
+        study_description=study_description,
+        modality=modality,
+        series_uid=series_uid,
+        series_number=series_number,
+        series_description=series_description,
     )
     ds.BodyPartExamined = body_part
     ds.ViewPosition = view_position
@@ -183,7 +196,9 @@ def write_dicom_series(
     folder = Path(folder)
     voxels = np.asarray(voxels_hu)
     if voxels.ndim != 3 or min(voxels.shape) < 1:
-        raise MedicalImageError(f"{folder}: write_dicom_series takes voxels_hu of shape (D,H,W); got {voxels.shape}")
+        raise MedicalImageError(
+            f"{folder}: write_dicom_series takes voxels_hu of shape (D,H,W); got {voxels.shape}"
+        )
     if stored not in CT_STORAGE:
         raise MedicalImageError(f"{folder}: stored must be one of {sorted(CT_STORAGE)}; got {stored!r}")
     dz, dy, dx = (float(s) for s in spacing_mm)
@@ -209,10 +224,21 @@ def write_dicom_series(
     for d in range(depth):
         ds = Dataset()
         _patient_study_series(
-            ds, patient_id=patient_id, patient_name=patient_name, patient_sex="", patient_birth_date="",
-            study_uid=study_uid, study_date=study_date, study_time=study_time, study_id=study_id,
-            accession_number=accession_number, study_description=study_description, modality="CT",
-            series_uid=series_uid, series_number=series_number, series_description=series_description,
+            ds,
+            patient_id=patient_id,
+            patient_name=patient_name,
+            patient_sex="",
+            patient_birth_date="",
+            study_uid=study_uid,
+            study_date=study_date,
+            study_time=study_time,
+            study_id=study_id,
+            accession_number=accession_number,
+            study_description=study_description,
+            modality="CT",
+            series_uid=series_uid,
+            series_number=series_number,
+            series_description=series_description,
         )
         ds.BodyPartExamined = body_part
         ds.FrameOfReferenceUID = frame_of_reference_uid
@@ -298,9 +324,24 @@ def _check_pixels(path: str | os.PathLike, pixels: np.ndarray, photometric: str)
     )
 
 
-def _patient_study_series(ds, *, patient_id, patient_name, patient_sex, patient_birth_date, study_uid, study_date,
-                          study_time, study_id, accession_number, study_description, modality, series_uid,
-                          series_number, series_description) -> None:
+def _patient_study_series(
+    ds,
+    *,
+    patient_id,
+    patient_name,
+    patient_sex,
+    patient_birth_date,
+    study_uid,
+    study_date,
+    study_time,
+    study_id,
+    accession_number,
+    study_description,
+    modality,
+    series_uid,
+    series_number,
+    series_description,
+) -> None:
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.PatientName = patient_name if patient_name is not None else patient_id
     ds.PatientID = patient_id
