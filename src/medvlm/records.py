@@ -92,11 +92,9 @@ class Records(list):
 
     @property
     def skipped_ids(self) -> list[RecordId | str]:
-        """Ids of the skipped records (their location, "line 7", where a record has no readable id)."""
-        seen: dict[Any, None] = {}
-        for p in self.skipped:
-            seen.setdefault(p.record_id if p.record_id is not None else p.location, None)
-        return list(seen)
+        """Ids of the skipped records, in file order (their location, "line 7", where one has no readable id)."""
+        by_location = {p.location: p.record_id if p.record_id is not None else p.location for p in self.skipped}
+        return list(by_location.values())
 
 
 class Problems(list):
@@ -301,8 +299,10 @@ def _read_paths(check: _Check, row: dict) -> tuple[list[str], str | None, str | 
     value = check.get(row, "image3d", (str, list))
     if isinstance(value, list):
         as_lists = True
-        if len(value) != 1 or not isinstance(value[0], str) or not value[0]:
+        if len(value) != 1:
             check.add("image3d", f"expected one volume path, got {len(value)} entries")
+        elif not isinstance(value[0], str) or not value[0]:
+            check.add("image3d[0]", "expected a non-empty path string")
         else:
             image3d = value[0]
     elif isinstance(value, str):
@@ -384,16 +384,20 @@ def _training_record(check: _Check, row: dict) -> TrainingRecord | None:
     return TrainingRecord(record_id, turns, images, image3d, prior, metadata, as_lists)
 
 
+def _first_key(row: dict, keys: tuple[str, ...]) -> str:
+    """The first of `keys` that the record has (the first of them when it has none)."""
+    return next((k for k in keys if k in row), keys[0])
+
+
 _REFERENCE_KEYS = ("reference", "gt", "answer")  # first one present is the reference; the others stay in metadata
 
 
 def _question_record(check: _Check, row: dict) -> QuestionRecord | None:
     conversation_form = "conversations" in row
-    used = ["image", "image3d", "prior", "answer_type"]
+    id_key = _first_key(row, ("question_id", "id"))  # conversation-shaped files name it `id`
+    qid = check.get(row, id_key, (str, int), required=True)
+    used = [id_key, "image", "image3d", "prior", "answer_type"]
     if conversation_form:  # MedM-VL inference files, LLaVA-Rad query files
-        qid = check.get(row, "id", (str, int), required="question_id" not in row)
-        if qid is None and "question_id" in row:
-            qid = check.get(row, "question_id", (str, int))
         text, reference = "", None
         conv = check.get(row, "conversations", (list,))
         turns = _read_turns(check, conv) if conv is not None else []
@@ -406,14 +410,13 @@ def _question_record(check: _Check, row: dict) -> QuestionRecord | None:
             else:
                 text = turns[0].value
                 reference = turns[1].value if len(turns) == 2 else None
-        used += ["id", "question_id", "conversations"]
+        used.append("conversations")
     else:
-        qid = check.get(row, "question_id", (str, int), required=True)
         text = check.get(row, "text", (str,), required=True) or ""
         if "text" in row and isinstance(row["text"], str) and not text.strip():
             check.add("text", "empty value")
         reference = None
-        used += ["question_id", "text"]
+        used.append("text")
     for key in _REFERENCE_KEYS:
         if key in row and reference is None:
             reference = check.get(row, key, (str,))
@@ -429,10 +432,6 @@ def _question_record(check: _Check, row: dict) -> QuestionRecord | None:
         return None
     metadata = {k: v for k, v in row.items() if k not in used}
     return QuestionRecord(qid, text, images, image3d, prior, reference, answer_type, metadata, as_lists)
-
-
-def _first_key(row: dict, keys: tuple[str, ...]) -> str:
-    return next((k for k in keys if k in row), keys[0])
 
 
 def _answer_record(check: _Check, row: dict) -> AnswerRecord | None:

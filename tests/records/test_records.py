@@ -210,6 +210,40 @@ def test_each_bad_training_record_is_reported_with_location_id_and_field(tmp_pat
     assert message in problem.message
 
 
+BAD_QUESTIONS = [
+    ({"image": "a.png", "text": "Size?"}, "question_id", "missing key"),
+    ({"question_id": "q", "image": "a.png", "text": " "}, "text", "empty value"),
+    ({"question_id": "q", "image": "a.png", "text": "<image> <image> Size?"}, "text",
+     "2 image placeholder(s) but 1 image(s)"),
+    ({"question_id": "q", "text": "Size?", "gt": ["small"]}, "gt", "expected a string, got a list"),
+    ({"id": "q", "image": "a.png", "conversations": chat("<image>\nSize?", "Small.", "Side?")}, "conversations",
+     "a question is one human turn, optionally followed by the gpt reference"),
+]
+
+
+@pytest.mark.parametrize(("row", "field", "message"), BAD_QUESTIONS, ids=[b[1] for b in BAD_QUESTIONS])
+def test_each_bad_question_is_reported(tmp_path, row, field, message):
+    path = write_lines(tmp_path / "q.jsonl", [{"question_id": "first", "text": "Normal?"}, row])
+    (problem,) = validate_file(path, kind="questions", check_files=False)
+    assert (problem.location, problem.field) == ("line 2", field)
+    assert message in problem.message
+
+
+BAD_ANSWERS = [
+    ({"prompt": "?", "text": "yes"}, "question_id", "missing key"),
+    ({"question_id": 1, "prompt": "?"}, "text", "missing key"),
+    ({"id": 1, "query": "?", "prediction": None}, "prediction", "expected a string, got null"),
+    ({"question_id": 1, "text": "yes", "metadata": "none"}, "metadata", "expected an object, got a string"),
+]
+
+
+@pytest.mark.parametrize(("row", "field", "message"), BAD_ANSWERS, ids=[b[1] for b in BAD_ANSWERS])
+def test_each_bad_answer_is_reported(tmp_path, row, field, message):
+    path = write_lines(tmp_path / "a.jsonl", [row])
+    (problem,) = validate_file(path, kind="answers")
+    assert (problem.location, problem.field, problem.message) == ("line 1", field, message)
+
+
 def test_problem_reads_as_one_line_naming_file_record_and_field():
     problem = Problem("train.json", "index 3", "p0001", "conversations[1].from",
                       "unknown role 'bot' (expected 'human' or 'gpt')")
