@@ -467,7 +467,10 @@ def _read_rows(path: Path) -> tuple[list[tuple[str, Any]], Problem | None]:
     """(location, parsed JSON value) for every record - a `Problem` for a JSONL line that does not parse - and
     the problem of the whole file when nothing in it can be read as records."""
     file = str(path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # -sig: a byte-order mark some editors add is not data
+    except UnicodeDecodeError as e:
+        return [], Problem(file, f"byte {e.start}", None, None, "not UTF-8 text; record files are UTF-8 JSON")
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)
@@ -486,8 +489,8 @@ def _read_rows(path: Path) -> tuple[list[tuple[str, Any]], Problem | None]:
                 return [], Problem(file, "", None, None, "the file holds one JSON object; expected a JSON list "
                                                          "of records or JSON Lines (one record per line)")
             if n == len(lines):  # the last line, and no newline after it
-                msg = ("cut off: the last line is not valid JSON and has no newline, as when a run is interrupted "
-                       "while writing; delete that line (`medvlm predict` resumes by dropping it)")
+                msg = ("cut off: the last line is not valid JSON and has no newline, as when a writer is "
+                       "interrupted; delete that line (resuming `medvlm predict` drops it from answers files)")
             else:
                 msg = f"invalid JSON at col {e.colno}: {e.msg}"
             rows.append((f"line {n}", Problem(file, f"line {n}", None, None, msg)))

@@ -292,6 +292,13 @@ def test_every_bad_jsonl_line_is_reported(tmp_path):
     assert problems.num_records == 3
 
 
+def test_a_file_that_is_not_utf8_text_is_one_problem(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_bytes(b'[{"id": "caf\xe9"}]')
+    (problem,) = validate_file(path, kind="training")
+    assert (problem.location, problem.message) == ("byte 12", "not UTF-8 text; record files are UTF-8 JSON")
+
+
 def test_a_single_json_object_is_not_a_record_file(tmp_path):
     path = write_json(tmp_path / "train.json", {"data": [good()]})
     (problem,) = validate_file(path, kind="training")
