@@ -27,6 +27,10 @@ Rules (checked by `validate_file`, enforced by the loaders):
 - ids (`id`, `question_id`) are strings or integers, kept as written, and unique within a training or
   questions file. Answers files may repeat ids: answers carry their reference, and real ones do (MSLoRA-CR's
   slake-vqarad answers concatenate two datasets whose question ids both start at 1).
+
+Use: `load_training` / `load_questions` / `load_answers` (fail on the first bad record, or skip_bad=True),
+`write_training` / `write_questions` / `write_answers` (atomic), `append_answers` and `resume_answers` for
+resumable prediction, `validate_file` for every problem at once (`medvlm validate`), `detect_kind`.
 """
 
 from __future__ import annotations
@@ -584,7 +588,9 @@ def load_answers(path: str | os.PathLike, skip_bad: bool = False) -> Records:
 
 
 def detect_kind(path: str | os.PathLike) -> str:
-    """"training", "questions" or "answers", from the keys of the file's first record."""
+    """Which kind of record file this is - "training", "questions" or "answers" - from its first record's keys.
+
+    Conversations ending with a human turn (MedM-VL's inference files) are questions."""
     path = Path(path)
     rows, file_problem = _read_rows(path)
     if file_problem is not None:
