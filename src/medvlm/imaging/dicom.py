@@ -72,8 +72,8 @@ def missing_decoder(ds) -> str | None:
         return f"pixel data compressed as {uid.name} ({uid}), which no pydicom decoder supports"
     if decoder.is_available:
         return None
-    missing = "; ".join(f"{name}: {', '.join(deps)}" for name, deps in decoder.missing_dependencies.items())
-    return f"pixel data compressed as {uid.name} and no decoder plugin is installed ({missing or 'none'})"
+    missing = "; ".join(decoder.missing_dependencies) or "no plugin installed"
+    return f"pixel data compressed as {uid.name} and no decoder plugin can read it ({missing})"
 
 
 def check_pixel_budget(path: str | os.PathLike, ds, max_pixels: int) -> int:
@@ -81,7 +81,7 @@ def check_pixel_budget(path: str | os.PathLike, ds, max_pixels: int) -> int:
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise file_error(
             path,
-            f"DICOM file has no pixel data (SOP class {ds.get('SOPClassUID', 'unknown')!s}); it is not an image",
+            f"DICOM file has no pixel data (SOP class {ds.get('SOPClassUID', 'unknown')!s}); it is not an image, or the file is truncated",
         )
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)

@@ -31,7 +31,7 @@ from medvlm.imaging.write import DHW_FROM_IJK, ras_affine
 
 NUMPY_MAGIC = b"\x93NUMPY"
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-# Slices whose spacing differs from the median by more than this fraction make the series irregular.
+# Slices whose spacing differs from the smallest one by more than this fraction make the series irregular.
 SPACING_TOLERANCE = 0.01
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR: an index, not an image
 
@@ -271,14 +271,14 @@ def _load_dicom_series(source: Path, files: list[Path], series_uid: str | None, 
             raise file_error(
                 source, f"several slices share one position (e.g. {duplicates[:3]}); remove duplicates"
             )
-        step = float(np.median(distances))
+        step = float(distances.min())  # a missing slice makes one gap larger, never smaller
         irregular = [i for i, gap in enumerate(distances) if abs(gap - step) > SPACING_TOLERANCE * step]
         if irregular:
             i = irregular[0]
             raise file_error(
                 source,
                 f"slice spacing is irregular: {distances[i]:.4g} mm between {placed[i][2].name} and "
-                f"{placed[i + 1][2].name}, median {step:.4g} mm (missing slice?); a volume needs even spacing",
+                f"{placed[i + 1][2].name}, closest slices {step:.4g} mm apart (missing slice?); a volume needs even spacing",
             )
         slice_axis = (placed[-1][1] - placed[0][1]) / (len(placed) - 1)  # follows gantry tilt too
     else:
