@@ -1,0 +1,617 @@
+"""Offline clinical labeler: the 14 CheXpert observations from free-text chest X-ray reports.
+
+`label_report(text)` returns {observation: "positive" | "negative" | "uncertain" | "not_mentioned"} for each
+of `CHEXPERT_OBSERVATIONS`. The default backend is rule-based (our own phrase tables, informed by the CheXpert
+labeler's mention lists and NegBio's negation/uncertainty patterns) and needs nothing but `re`:
+
+1. Split the lower-cased report into sentences, each sentence into clauses at scope breakers
+   ("but", "however", "although", "except", "which", ";", ", and there is", ...).
+2. Find mentions per observation: *finding* phrases name the observation ("cardiomegaly", "effusion");
+   *anatomy* phrases ("heart size", "cardiac silhouette", "mediastinum") only count together with a size
+   qualifier in the same clause ("heart size is normal" -> negative, "the heart is enlarged" -> positive,
+   "borderline heart size" -> uncertain, "stable cardiac silhouette" -> uncertain as in CheXpert).
+3. Classify each mention from the nearest cue in its clause: pre-cues before it ("no", "without",
+   "negative for", "possible", "may represent", "cannot exclude", ...) and post-cues after it ("is not seen",
+   "has resolved", "cannot be excluded", ...). Negation scope crosses list commas ("No pneumothorax, effusion
+   or consolidation" negates all three); "A or B" / "A versus B" between two findings makes both uncertain.
+4. Aggregate per report as CheXpert does: positive > uncertain > negative > not_mentioned. "No Finding" is
+   positive when no pathology (any observation but Support Devices and No Finding, plus a short list of other
+   abnormalities such as emphysema or granuloma) is positive or uncertain, and "not_mentioned" otherwise.
+
+See docs/labeler.md for the conventions and the measured agreement with IU X-ray MeSH tags.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+CHEXPERT_OBSERVATIONS: tuple[str, ...] = (
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+CHEXPERT5: tuple[str, ...] = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
+LABELS: tuple[str, ...] = ("positive", "negative", "uncertain", "not_mentioned")
+
+# Observations whose positive/uncertain mention rules out "No Finding" (CheXpert: all but Support Devices).
+PATHOLOGIES: tuple[str, ...] = tuple(o for o in CHEXPERT_OBSERVATIONS if o not in ("No Finding", "Support Devices"))
+
+_RANK = {"not_mentioned": 0, "negative": 1, "uncertain": 2, "positive": 3}
+
+
+def _rx(*alternatives: str) -> re.Pattern:
+    """One compiled alternation; each alternative starts at a word boundary."""
+    return re.compile("|".join(rf"\b(?:{a})" for a in alternatives))
+
+
+@dataclass(frozen=True)
+class ObservationRules:
+    """How one observation is mentioned: findings name it; hedged phrases name it at best uncertainly
+    ("vascular congestion" for Edema, as in CheXpert); anatomy needs a size qualifier; exclude vetoes."""
+
+    findings: re.Pattern | None = None
+    hedged: re.Pattern | None = None
+    anatomy: re.Pattern | None = None
+    exclude: re.Pattern | None = None
+
+
+# The phrase tables. Words are matched on lower-cased text; `\w*` endings cover plurals and inflections.
+RULES: dict[str, ObservationRules] = {
+    "Enlarged Cardiomediastinum": ObservationRules(
+        findings=_rx(
+            r"widen(?:ed|ing) (?:of (?:the )?)?(?:superior )?mediastin\w*",
+            r"mediastinal (?:widening|enlargement)",
+            r"enlarged cardiomediastin\w*",
+        ),
+        anatomy=_rx(
+            r"cardiomediastinal (?:silhouettes?|contours?|structures?|size|shadow|width)",
+            r"mediastinal (?:silhouettes?|contours?|structures?|width|configuration|shadow)",
+            r"mediastinum\b",
+            r"cardiomediastinum\b",
+        ),
+    ),
+    "Cardiomegaly": ObservationRules(
+        findings=_rx(r"cardiomegal\w*", r"cardiac enlargement", r"enlarged heart"),
+        anatomy=_rx(
+            r"heart size",
+            r"size of the heart",
+            r"cardiac (?:size|silhouettes?|shadow|contours?|diameter|dimensions?)",
+            r"cardiac(?= and mediastinal)",
+            r"heart (?:silhouette|shadow|contours?)",
+            r"heart\b(?! (?:failure|border|disease|valve))",
+        ),
+        exclude=_rx(
+            r"(?:behind|overlying|over|through|projecting over|posterior to|beneath|below|obscuring) (?:the )?heart",
+            r"(?:left |right )?heart borders?",
+        ),
+    ),
+    "Lung Opacity": ObservationRules(
+        findings=_rx(
+            r"opaci\w*",
+            r"air[- ]?space (?:disease|process|opacit\w*)",
+            r"infiltrat\w*",
+            r"increased density",
+            r"decreased translucency",
+            r"interstitial (?:markings?|patterns?|prominence|lung disease|opacit\w*|thickening)",
+            r"reticular (?:patterns?|markings?|opacit\w*)",
+            r"reticulation",
+            r"reticulonodular",
+            r"parenchymal scar\w*",
+            r"peribronchial (?:thickening|cuffing)",
+            r"scar(?:s|ring|red)?\b",
+        ),
+        exclude=_rx(
+            r"pleural scar\w*",
+            r"pleuro-?parenchymal scar\w*",
+            r"pleural[- ]parenchymal scar\w*",
+            r"apical (?:pleural )?scar\w*",
+        ),
+    ),
+    "Lung Lesion": ObservationRules(
+        findings=_rx(
+            r"mass(?:es)?\b",
+            r"mass-?like",
+            r"nodules?\b",
+            r"nodular (?:densit\w*|opacit\w*|opacification|lesions?)",
+            r"lump\b",
+            r"cavitary lesions?",
+            r"cavitation",
+            r"(?:lung|pulmonary|parenchymal|spiculated) lesions?",
+            r"carcinoma",
+            r"neoplasm\w*",
+            r"tumou?rs?\b",
+        ),
+        exclude=_rx(
+            r"calcified (?:pulmonary |lung |granulomatous )?nodul\w*",
+            r"massive",
+            r"mass effect",
+        ),
+    ),
+    "Edema": ObservationRules(
+        findings=_rx(
+            r"(?<!soft tissue )edema\w*",
+            r"oedema",
+            r"heart failure",
+            r"chf\b",
+            r"congestive",
+            r"fluid overload",
+            r"kerley",
+        ),
+        hedged=_rx(
+            r"(?:vascular|venous|pulmonary) congestion",
+            r"(?:pulmonary )?venous (?:hypertension|engorgement)",
+            r"vascular (?:engorgement|prominence|indistinctness|redistribution)",
+            r"indistinct(?:ness)?(?: of)?(?: the)? (?:pulmonary )?vascul\w*",
+            r"prominen\w* (?:of )?(?:the )?(?:central )?(?:pulmonary )?vascul\w*",
+        ),
+    ),
+    "Consolidation": ObservationRules(findings=_rx(r"consolidat\w*")),
+    "Pneumonia": ObservationRules(
+        findings=_rx(r"\w*pneumonia\w*", r"pneumonitis", r"infection", r"infectious"),
+        exclude=_rx(r"granulomatous (?:infection|infectious)", r"(?:old|prior|previous|remote|healed) infection"),
+    ),
+    "Atelectasis": ObservationRules(
+        findings=_rx(r"atelecta\w*", r"collapse[ds]?\b(?! vertebra)"),
+        exclude=_rx(r"(?:vertebral|compression) collapse", r"collapse of (?:the )?(?:vertebra\w*|\w+ vertebral)"),
+    ),
+    "Pneumothorax": ObservationRules(findings=_rx(r"\w*pneumothora(?:x|ces|xes)")),
+    "Pleural Effusion": ObservationRules(
+        findings=_rx(r"effusions?\b", r"pleural fluid", r"hydrothorax", r"hydropneumothora\w*"),
+        exclude=_rx(r"pericardial effusions?", r"joint effusions?"),
+    ),
+    "Pleural Other": ObservationRules(
+        findings=_rx(
+            r"pleural (?:thickening|scar\w*|plaques?|calcification\w*|fibrosis)",
+            r"pleuro-?parenchymal (?:scar\w*|thickening|changes?)",
+            r"pleural[- ]parenchymal (?:scar\w*|thickening|changes?)",
+            r"apical (?:pleural )?(?:scar\w*|thickening|cap\w*)",
+            r"fibrothorax",
+        ),
+    ),
+    "Fracture": ObservationRules(findings=_rx(r"fractur\w*", r"fx\b")),
+    "Support Devices": ObservationRules(
+        findings=_rx(
+            r"(?:endotracheal|et|tracheostomy|enteric|feeding|nasogastric|orogastric|ng|og|chest|dobhoff|gastric)"
+            r" tubes?",
+            r"tubes? (?:and|or) lines?",
+            r"lines? (?:and|or) tubes?",
+            r"tubes?\b(?! of)",
+            r"(?:central|venous|picc|arterial|midline|port|dialysis|swan[- ]ganz|jugular|subclavian|femoral|ij)"
+            r" (?:venous )?(?:lines?|catheters?)",
+            r"catheters?",
+            r"picc\b",
+            r"port-?a-?cath",
+            r"mediport",
+            r"pacemakers?",
+            r"pacer\w*",
+            r"(?:pacemaker|pacer|pacing|icd|aicd|transvenous|defibrillator|cardiac) (?:leads?|wires?|generator)",
+            r"a?icd\b",
+            r"defibrillator\w*",
+            r"(?:prosthetic|mechanical|bioprosthetic|replacement) (?:aortic |mitral )?valves?",
+            r"valve (?:replacement|prosthesis)",
+            r"stents?\b",
+            r"(?:surgical |orthopedic |fixation )?hardware",
+            r"(?:fixation )?plates? and screws",
+            r"screws?\b",
+            r"arthroplast\w*",
+            r"cannula\w*",
+            r"drains?\b",
+            r"(?:support|medical|implanted|monitoring) devices?",
+            r"devices?\b",
+            r"\w*stimulators?",
+            r"generators?\b",
+            # "right chest XXXX tip in the low SVC": a tip in a central position is a line or tube
+            r"tips? (?:\S+ ){0,6}?(?:svc|superior vena cava|cavoatrial|caval|(?:right )?atri\w*|carina)\b",
+            r"coils?\b",
+            r"(?:ecg|ekg|monitoring|cardiac monitor) leads",
+        ),
+        exclude=_rx(r"bronchial tubes?", r"neural tube"),
+    ),
+}
+
+# Other abnormalities (no CheXpert class of their own) that, positively mentioned, rule out "No Finding".
+OTHER_ABNORMALITIES = _rx(
+    r"emphysema\w*",
+    r"hyperinflat\w*",
+    r"hyperexpan\w*",
+    r"copd\b",
+    r"granulom\w*",
+    r"calcified nodul\w*",
+    r"scolios\w*",
+    r"kyphos\w*",
+    r"hernia\w*",
+    r"eventration",
+    r"elevat\w* (?:of the )?(?:left |right )?hemidiaphragm",
+    r"(?:left |right )?hemidiaphragm is elevated",
+    r"degenerat\w*",
+    r"osteophyt\w*",
+    r"spondylo\w*",
+    r"atheroscler\w*",
+    r"calcifi\w*",
+    r"pneumomediastinum",
+    r"pneumoperitoneum",
+    r"bronchiectasis",
+    r"bullae|bullous",
+    r"cephalization",
+    r"blunting",
+    r"deformit\w*",
+    r"metasta\w*",
+    r"hemorrhage|haemorrhage|hematoma",
+    r"osteopenia",
+    r"volume loss",
+    r"fibrosis",
+    r"cardiac (?:enlargement )?borderline",
+    r"low lung volumes?",
+    r"hypoinflat\w*",
+    r"hypoaerat\w*",
+    r"tortu\w*",
+    r"sternotomy",
+    r"(?:surgical )?clips\b",
+    r"post-?(?:surgical|operative)",
+    r"prominen\w*",
+)
+
+# Size qualifiers that turn an anatomy mention into a label.
+_QUALIFIER = re.compile(
+    r"\b(?:(?P<normal>upper limits? of normal|top[- ]normal|upper[- ]normal|high[- ]normal|within normal limits"
+    r"|normal|unremarkable|not enlarged|not widened)"
+    r"|(?P<uncertain>borderline|stable|unchanged|similar|grossly stable)"
+    r"|(?P<abnormal>enlarge\w*|large|larger|increased|increase in size|widen\w*|wide|prominen\w*))\b"
+)
+
+# Pseudo-cues: phrases that contain a cue word but do not negate or hedge what follows.
+_PSEUDO = re.compile(
+    r"\bno (?:significant |interval |substantial |appreciable )*(?:change|increase|decrease|worsening"
+    r"|improvement|progression)\b|\bwithout (?:significant |interval )*change\b|\bnot (?:only|necessarily)\b"
+    r"|\bgram[- ]negative\b|\bno longer\b(?= (?:enlarged|widened))|\bto suggest\b|\bto exclude\b"
+)
+
+# (pattern, label, maximum words between cue and mention). Uncertainty cues are matched first, so the
+# "not" inside "cannot exclude" or "not excluded" never reads as a negation.
+_PRE_UNCERTAIN = re.compile(
+    r"\b(?:can ?not|could not|does not|cannot) (?:be )?(?:entirely |completely |totally |definitely )?"
+    r"(?:exclude|rule out|excluded|ruled out)d?\b|\bnot (?:entirely |completely )?(?:be )?(?:excluded|ruled out)\b"
+    r"|\bdifficult to (?:exclude|rule out)\b|\b(?:rule out|r/o|to exclude|question of|concern(?:ing)? for"
+    r"|suspicious (?:for|of)|suspicion (?:for|of)|worrisome for|suggestive of|suggesting|suggests?|suspect(?:ed)?"
+    r"|possib(?:le|ly|ility of)|probabl[ey]|(?:less |more |most )?likely|unlikely|questionabl[ey]|question"
+    r"|may|might|could|would|differential(?: diagnosis)?(?: includes?)?|consider(?:ed)?|borderline|equivocal"
+    r"|indeterminate|presum(?:ed|ably)|versus|vs\.?|or possibly|maybe|atypical|early|developing"
+    r"|correlat\w* (?:clinically )?for|clinical correlation)\b"
+)
+_PRE_NEGATION = re.compile(
+    r"\b(?:no|without|negative for|free of|absence of|absent|resolution of|resolved|clear(?:ing|ed)? of"
+    r"|removal of|removed|rather than|not|never|nor|neither|interval removal of|exclude[sd]?|ruled out)\b"
+)
+_POST_UNCERTAIN = re.compile(
+    r"\b(?:can ?not|could not|cannot) be (?:entirely |completely |totally |definitely )?(?:excluded|ruled out"
+    r"|evaluated|assessed)\b|\bnot (?:entirely |completely )?(?:excluded|ruled out)\b|\bif (?:any|present)\b"
+    r"|\b(?:is|are) (?:also )?(?:possible|questionable|suspected|questioned|likely|probable|a consideration|considered)\b"
+    r"|\b(?:may|might|could) be present\b|\bversus\b|\bvs\b|\bis difficult to exclude\b"
+    r"|\bnot (?:well |clearly )?(?:visualized|evaluated|assessed)\b"
+)
+_POST_NEGATION = re.compile(
+    r"\b(?:(?:is|are|was|were|has been|have been) )?(?:not|no longer) (?:definitely |clearly |convincingly )?"
+    r"(?:seen|identified|present|visualized|visible|demonstrated|evident|appreciated|noted|detected|apparent"
+    r"|observed)\b|\b(?:is|are|has|have|has since|have since|has now|have now)? ?(?:been )?(?:resolved|removed"
+    r"|cleared)\b|\babsent\b|\b(?:is|are|appears?|remains?) (?:normal|unremarkable)\b"
+    r"|\bwithin (?:the )?(?:limits of normal|normal limits)\b"
+)
+_PRE_LIMIT_WORDS = 15
+_PRE_NOT_LIMIT_WORDS = 3  # "not" is a short-range cue: "not enlarged", "not seen"
+_POST_LIMIT_WORDS = 8
+
+# Scope breakers: a clause ends where one of these starts.
+_CLAUSE_BREAK = re.compile(
+    r";|:|\b(?:but|however|although|though|except|whereas|while|yet|which|otherwise|apart from|aside from"
+    r"|other than|nevertheless)\b|(?:,\s*|\band\s+)(?=(?:the|there|this|it|these|he|she)\b)"
+    r"|\bthere (?:is|are|has been|have been|was|were)\b"
+)
+_SENTENCE_BREAK = re.compile(r"[.!?](?:\s+|$)|\n+|\s-\s|\b\d\.\s")
+_ALTERNATIVE = re.compile(r"^\s*,?\s*(?:or|versus|vs\.?|and/or)\s+(?:\S+\s+){0,3}$")
+_WORD = re.compile(r"[\w/]+")
+
+
+@dataclass(frozen=True)
+class _Mention:
+    observation: str
+    start: int
+    end: int
+    base: str  # "positive" for findings, the qualifier's reading for anatomy
+
+
+def _words_between(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+def _spans(pattern: re.Pattern, text: str) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in pattern.finditer(text)]
+
+
+def _overlaps(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
+    return any(s < end and start < e for s, e in spans)
+
+
+def _find_cues(clause: str) -> list[tuple[int, int, str, str]]:
+    """All cues in a clause: (start, end, "pre"|"post", "negative"|"uncertain"), pseudo-cues removed."""
+    pseudo = _spans(_PSEUDO, clause)
+    cues: list[tuple[int, int, str, str]] = []
+    taken: list[tuple[int, int]] = list(pseudo)
+    for pattern, where, label in (
+        (_POST_UNCERTAIN, "post", "uncertain"),
+        (_PRE_UNCERTAIN, "pre", "uncertain"),
+        (_POST_NEGATION, "post", "negative"),
+        (_PRE_NEGATION, "pre", "negative"),
+    ):
+        for m in pattern.finditer(clause):
+            if m.end() == m.start() or _overlaps(m.start(), m.end(), taken):
+                continue
+            cues.append((m.start(), m.end(), where, label))
+            taken.append((m.start(), m.end()))
+    return cues
+
+
+def _anatomy_mentions(observation: str, pattern: re.Pattern, clause: str) -> list[_Mention]:
+    qualifiers = [(m.start(), m.end(), m.lastgroup) for m in _QUALIFIER.finditer(clause)]
+    mentions = []
+    for a in pattern.finditer(clause):
+        best = None  # (word gap, start, end, kind)
+        for qs, qe, kind in qualifiers:
+            if qs >= a.end():
+                gap = _words_between(clause[a.end() : qs])
+                if gap <= 10 and (best is None or gap < best[0]):
+                    best = (gap, qs, qe, kind)
+            elif qe <= a.start():
+                gap = _words_between(clause[qe : a.start()])
+                if gap <= 4 and (best is None or gap < best[0]):
+                    best = (gap, qs, qe, kind)
+        if best is None:
+            continue
+        _, qs, qe, kind = best
+        base = {"normal": "negative", "uncertain": "uncertain", "abnormal": "positive"}[kind]
+        mentions.append(_Mention(observation, min(a.start(), qs), max(a.end(), qe), base))
+    return mentions
+
+
+def _classify(mention: _Mention, clause: str, cues: list[tuple[int, int, str, str]]) -> str:
+    if mention.base == "negative":
+        return "negative"
+    inside = [c for c in cues if mention.start <= c[0] and c[1] <= mention.end and c[3] == "negative"]
+    if inside:  # "heart is not enlarged"
+        return "negative"
+    pre = None
+    post = None
+    for start, end, where, label in cues:
+        if where == "pre" and end <= mention.start:
+            gap = _words_between(clause[end : mention.start])
+            limit = _PRE_NOT_LIMIT_WORDS if clause[start:end] == "not" else _PRE_LIMIT_WORDS
+            if gap <= limit and (pre is None or end > pre[0]):
+                pre = (end, label)
+        elif where == "post" and start >= mention.end:
+            between = clause[mention.end : start]
+            if _words_between(between) > _POST_LIMIT_WORDS:
+                continue
+            if "," in between and not re.search(r"\b(?:or|and|nor)\b", between.rsplit(",", 1)[-1]):
+                continue  # a comma ends a post-cue's reach unless it is a list "A, B, or C is not seen"
+            if post is None or start < post[0]:
+                post = (start, label)
+    labels = {x[1] for x in (pre, post) if x is not None}
+    if "uncertain" in labels or mention.base == "uncertain":
+        return "negative" if labels == {"negative"} else "uncertain"
+    if "negative" in labels:
+        return "negative"
+    return "positive"
+
+
+def _clauses(text: str) -> Iterable[str]:
+    for sentence in _SENTENCE_BREAK.split(text):
+        if not sentence or sentence.isspace():
+            continue
+        cuts = [0] + [m.start() for m in _CLAUSE_BREAK.finditer(sentence) if m.start() > 0] + [len(sentence)]
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            if b > a:
+                yield sentence[a:b]
+
+
+def _label_clause(clause: str, found: dict[str, str], active: list[str], check_other: bool) -> bool:
+    """Update `found` with the clause's mentions of `active` observations; return whether an other
+    abnormality is affirmed (looked for only when `check_other`)."""
+    mentions: list[_Mention] = []
+    for observation in active:
+        rules = RULES[observation]
+        excluded = _spans(rules.exclude, clause) if rules.exclude is not None else []
+        if rules.findings is not None:
+            for m in rules.findings.finditer(clause):
+                if not _overlaps(m.start(), m.end(), excluded):
+                    mentions.append(_Mention(observation, m.start(), m.end(), "positive"))
+        if rules.hedged is not None:
+            for m in rules.hedged.finditer(clause):
+                if not _overlaps(m.start(), m.end(), excluded):
+                    mentions.append(_Mention(observation, m.start(), m.end(), "uncertain"))
+        if rules.anatomy is not None:
+            for mention in _anatomy_mentions(observation, rules.anatomy, clause):
+                if not _overlaps(mention.start, mention.end, excluded):
+                    mentions.append(mention)
+    if not mentions and not check_other:
+        return False
+    cues = _find_cues(clause)
+    mentions.sort(key=lambda x: x.start)
+    for i, mention in enumerate(mentions):
+        label = _classify(mention, clause, cues)
+        if label == "positive":
+            # "atelectasis or pneumonia", "edema versus infection": alternatives are uncertain.
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(mentions) and mentions[j].observation != mention.observation:
+                    a, b = sorted((mention, mentions[j]), key=lambda x: x.start)
+                    if a.end <= b.start and _ALTERNATIVE.match(clause[a.end : b.start]):
+                        label = "uncertain"
+        if _RANK[label] > _RANK[found[mention.observation]]:
+            found[mention.observation] = label
+    for m in OTHER_ABNORMALITIES.finditer(clause) if check_other else ():
+        other = _Mention("other", m.start(), m.end(), "positive")
+        if _classify(other, clause, cues) in ("positive", "uncertain"):
+            return True
+    return False
+
+
+def label_report(text: str) -> dict[str, str]:
+    """Label one report: {observation: "positive"|"negative"|"uncertain"|"not_mentioned"} in canonical order."""
+    found = dict.fromkeys(CHEXPERT_OBSERVATIONS, "not_mentioned")
+    text = text.lower()
+    # Screen the whole report once: most observations are absent, and their clause-level search is skipped.
+    active = [
+        o
+        for o, r in RULES.items()
+        if any(p is not None and p.search(text) for p in (r.findings, r.hedged, r.anatomy))
+    ]
+    check_other = OTHER_ABNORMALITIES.search(text) is not None
+    other_abnormality = False
+    if active or check_other:
+        for clause in _clauses(text):
+            other_abnormality |= _label_clause(clause, found, active, check_other)
+    pathology = any(found[o] in ("positive", "uncertain") for o in PATHOLOGIES)
+    found["No Finding"] = "not_mentioned" if pathology or other_abnormality else "positive"
+    return found
+
+
+def label_reports(texts: Sequence[str]) -> list[dict[str, str]]:
+    """Label many reports with the rule-based labeler (thousands per second on one core)."""
+    return [label_report(t) for t in texts]
+
+
+class LabelerBackend(Protocol):
+    """Anything that turns report texts into CheXpert label dicts (one dict per text, canonical keys)."""
+
+    def label(self, texts: Sequence[str]) -> list[dict[str, str]]: ...
+
+
+class RuleLabeler:
+    """The offline rule-based labeler as a backend."""
+
+    name = "rules"
+
+    def label(self, texts: Sequence[str]) -> list[dict[str, str]]:
+        return label_reports(texts)
+
+
+def build_labeler(backend: str = "rules", weights: str | Path | None = None, **options) -> LabelerBackend:
+    """The labeler named `backend` ("rules", "chexbert", "radgraph"); model backends need local `weights`."""
+    if backend == "rules":
+        return RuleLabeler()
+    if backend == "chexbert":
+        if weights is None:
+            raise ValueError("the chexbert backend needs --weights PATH (a local CheXbert checkpoint, chexbert.pth)")
+        from medvlm.evaluate.chexbert import CheXbertLabeler
+
+        return CheXbertLabeler(weights, **options)
+    if backend == "radgraph":
+        raise NotImplementedError(
+            "the radgraph backend is not available yet: use --backend rules (offline) or --backend chexbert "
+            "--weights chexbert.pth"
+        )
+    raise ValueError(f"unknown labeler backend {backend!r}; choose one of: rules, chexbert, radgraph")
+
+
+# --- reading report files (used by `medvlm label`) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    id: str
+    text: str
+
+
+_ID_FIELDS = ("id", "question_id", "study_id", "image_id", "uid")
+
+
+def read_reports(path: str | Path, field: str = "text") -> list[Report]:
+    """Reports from a .jsonl (one object a line, text in `field`), a .csv (column `field`) or a .txt (one a line).
+
+    Ids come from an "id" / "question_id" / "study_id" / "image_id" / "uid" field when present, else the
+    1-based line number. Raises ValueError naming the file, line and field on bad input.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    reports: list[Report] = []
+    if suffix in (".jsonl", ".json"):
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}: line {lineno} is not valid JSON ({e.msg}); write one object a line") from e
+                if not isinstance(record, dict) or field not in record:
+                    keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+                    raise ValueError(f"{path}: line {lineno} has no field {field!r} (found {keys}); pass --field NAME")
+                if not isinstance(record[field], str):
+                    raise ValueError(f"{path}: line {lineno} field {field!r} is not a string")
+                rid = next((record[k] for k in _ID_FIELDS if k in record), lineno)
+                reports.append(Report(str(rid), record[field]))
+    elif suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or field not in reader.fieldnames:
+                raise ValueError(f"{path}: no column {field!r} (columns: {reader.fieldnames}); pass --field NAME")
+            for rowno, row in enumerate(reader, 2):
+                rid = next((row[k] for k in _ID_FIELDS if row.get(k)), rowno)
+                reports.append(Report(str(rid), row[field] or ""))
+    elif suffix == ".txt":
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                reports.append(Report(str(lineno), line.rstrip("\n")))
+    else:
+        raise ValueError(f"{path}: unknown report file type {suffix!r}; use .jsonl, .csv or .txt (one report a line)")
+    return reports
+
+
+def prevalence(labels: Sequence[dict[str, str]]) -> dict[str, dict[str, int]]:
+    """Counts per observation and label: {observation: {"positive": n, "negative": n, ...}}."""
+    counts = {o: dict.fromkeys(LABELS, 0) for o in CHEXPERT_OBSERVATIONS}
+    for row in labels:
+        for o in CHEXPERT_OBSERVATIONS:
+            counts[o][row[o]] += 1
+    return counts
+
+
+def label_file(
+    path: str | Path,
+    out: str | Path,
+    field: str = "text",
+    backend: str = "rules",
+    weights: str | Path | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> dict[str, dict[str, int]]:
+    """Label every report in `path` and write `out` as JSONL {"id", "chexpert": {obs: label}}; return prevalence."""
+    from tqdm import tqdm
+
+    from medvlm.fileio import atomic_write_jsonl
+
+    reports = read_reports(path, field)
+    labeler = build_labeler(backend, weights)
+    labels: list[dict[str, str]] = []
+    with tqdm(total=len(reports), desc="labelling", unit="report", disable=not progress) as bar:
+        for i in range(0, len(reports), batch_size):
+            batch = reports[i : i + batch_size]
+            labels += labeler.label([r.text for r in batch])
+            bar.update(len(batch))
+    atomic_write_jsonl(out, ({"id": r.id, "chexpert": lab} for r, lab in zip(reports, labels, strict=True)))
+    return prevalence(labels)
