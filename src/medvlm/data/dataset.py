@@ -1,0 +1,49 @@
+"""TrainingDataset: medvlm.records TrainingRecords -> processed samples (EncodedSample) for the collator.
+
+Image paths resolve like medvlm.records does: absolute as written, else under `image_folder`, else beside the
+record file. Records with a 3D volume (`image3d`) or a named prior image need a connector that takes them (not yet
+in this package): they are refused with an error naming the record, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from medvlm.data.processor import EncodedSample, MedVLMProcessor
+from medvlm.records import TrainingRecord, load_training, resolve_path
+
+
+class TrainingDataset(Dataset):
+    """records: TrainingRecords; record_file: where they were read from (names errors, resolves relative paths)."""
+
+    def __init__(self, records: Sequence[TrainingRecord], processor: MedVLMProcessor,
+                 image_folder: str | os.PathLike | None = None, record_file: str | os.PathLike = "."):
+        self.records = list(records)
+        self.processor = processor
+        self.image_folder = image_folder
+        self.record_file = Path(record_file)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, processor: MedVLMProcessor,
+                  image_folder: str | os.PathLike | None = None) -> TrainingDataset:
+        """Read a training file (LLaVA conversations JSON / JSONL) with medvlm.records.load_training."""
+        return cls(load_training(path, image_folder=image_folder), processor, image_folder, record_file=path)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def image_paths(self, record: TrainingRecord) -> list[Path]:
+        return [resolve_path(p, self.image_folder, self.record_file) for p in record.images]
+
+    def __getitem__(self, index: int) -> EncodedSample:
+        record = self.records[index]
+        where = f"{self.record_file} record {index} (id {record.id})"
+        if record.image3d is not None or record.prior_image is not None:
+            field = "image3d" if record.image3d is not None else "prior"
+            raise ValueError(f"{where}: field {field!r} needs a 3D or temporal connector, which this model does "
+                             "not have; remove the field or train with such a connector")
+        return self.processor.encode(record.conversations, self.image_paths(record), where=where)

@@ -1,0 +1,279 @@
+"""MedVLMProcessor: images -> pixel tensors, conversations -> token ids + labels, with `<image>` expansion.
+
+Images: files are read with `medvlm.imaging.load_image` (PNG/JPEG/TIFF/BMP/DICOM); arrays are taken as they are.
+Values are scaled to [0, 1] (integer images by their bit depth, float images are taken to be in [0, 1] already and
+clipped), gray is repeated to 3 channels (or RGB averaged to 1 when the encoder takes 1), then
+  resize_mode="pad":     pad to a square with the mean colour, keeping the aspect ratio (LLaVA's expand2square),
+                         then resize;
+  resize_mode="stretch": resize straight to image_size x image_size.
+Resizing is bicubic (PIL, per channel in float32, so 16-bit images keep their precision); then (x - mean) / std.
+
+Text: the chat template renders the conversation into segments (see medvlm.data.templates); each segment is
+tokenised on its own, every `<image>` becomes `image_seq_length` image tokens, and labels copy the ids of learned
+(assistant) segments and are -100 elsewhere (image tokens included).
+Truncation (training samples only) cuts at `max_length` from the end, never inside or before an image's tokens:
+a sample whose image tokens do not fit is an error.
+
+Settings are saved as `medvlm_processor.json` beside the tokenizer files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medvlm.data.templates import IMAGE_PLACEHOLDER, get_template, render, to_messages
+from medvlm.fileio import atomic_write_json
+
+PROCESSOR_FILE = "medvlm_processor.json"
+IGNORE_INDEX = -100
+RESIZE_MODES = ("pad", "stretch")
+
+
+@dataclass
+class ProcessorConfig:
+    """What the processor needs besides the tokenizer; saved as medvlm_processor.json."""
+
+    image_seq_length: int
+    image_size: int = 224
+    num_channels: int = 3
+    image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    resize_mode: str = "pad"
+    template: str = "chatml"
+    system_prompt: str | None = None
+    max_length: int = 2048
+    images_per_placeholder: int = 1
+
+    def __post_init__(self):
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode={self.resize_mode!r}: use one of {RESIZE_MODES}")
+        get_template(self.template)
+        for name in ("image_mean", "image_std"):
+            value = list(getattr(self, name))
+            if len(value) != self.num_channels:
+                raise ValueError(f"{name} has {len(value)} values for {self.num_channels} channels")
+            setattr(self, name, [float(v) for v in value])
+
+
+@dataclass
+class EncodedSample:
+    """One processed sample: input_ids (seq,), labels (seq,) or None, pixel_values (num_images, C, H, W) or None."""
+
+    input_ids: list[int]
+    labels: list[int] | None
+    pixel_values: torch.Tensor | None
+
+    @property
+    def num_images(self) -> int:
+        return 0 if self.pixel_values is None else int(self.pixel_values.shape[0])
+
+
+def _scale_to_unit(pixels: np.ndarray, bits_stored: int | None) -> np.ndarray:
+    """Any image array -> float32 in [0, 1]."""
+    if np.issubdtype(pixels.dtype, np.integer):
+        bits = bits_stored or np.iinfo(pixels.dtype).bits
+        return np.clip(pixels.astype(np.float32) / float(2**bits - 1), 0.0, 1.0)
+    return np.clip(pixels.astype(np.float32), 0.0, 1.0)
+
+
+class MedVLMProcessor:
+    """Turns (images, conversation) into model inputs and generated ids back into text.
+
+    tokenizer: a transformers tokenizer holding the `<image>` token; config: ProcessorConfig.
+    """
+
+    def __init__(self, tokenizer, config: ProcessorConfig):
+        self.tokenizer = tokenizer
+        self.config = config
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
+        if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
+            raise ValueError(f"the tokenizer has no {IMAGE_PLACEHOLDER!r} token; add it as a special token "
+                             "(build_model does this) before making a processor")
+        self.template = get_template(config.template)
+
+    # --- images -------------------------------------------------------------------------------------------
+    def load_pixels(self, image: str | os.PathLike | np.ndarray) -> np.ndarray:
+        """A path or an array -> float32 (H, W, num_channels) in [0, 1]."""
+        if isinstance(image, np.ndarray):
+            pixels, bits = image, None
+        else:
+            from medvlm.imaging import load_image
+
+            loaded = load_image(image)
+            pixels, bits = loaded.pixels, loaded.meta.bits_stored
+        if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 3)):
+            raise ValueError(f"image {image if not isinstance(image, np.ndarray) else 'array'}: expected (H, W) "
+                             f"or (H, W, 3) pixels, got shape {pixels.shape}")
+        unit = _scale_to_unit(pixels, bits)
+        if unit.ndim == 2:
+            unit = unit[:, :, None]
+        channels = self.config.num_channels
+        if unit.shape[2] == 1 and channels == 3:
+            unit = np.repeat(unit, 3, axis=2)
+        elif unit.shape[2] == 3 and channels == 1:
+            unit = unit.mean(axis=2, keepdims=True)
+        return unit
+
+    def preprocess_image(self, image: str | os.PathLike | np.ndarray) -> torch.Tensor:
+        """A path or an array -> normalised (num_channels, image_size, image_size) float32 tensor."""
+        from PIL import Image
+
+        unit = self.load_pixels(image)
+        size = self.config.image_size
+        mean = np.asarray(self.config.image_mean, dtype=np.float32)
+        std = np.asarray(self.config.image_std, dtype=np.float32)
+        if self.config.resize_mode == "pad":
+            h, w, c = unit.shape
+            side = max(h, w)
+            square = np.empty((side, side, c), dtype=np.float32)
+            square[:] = mean  # the mean colour normalises to 0
+            top, left = (side - h) // 2, (side - w) // 2
+            square[top:top + h, left:left + w] = unit
+            unit = square
+        channels = [
+            np.asarray(Image.fromarray(unit[:, :, i], mode="F").resize((size, size), Image.Resampling.BICUBIC))
+            for i in range(unit.shape[2])
+        ]
+        resized = np.stack(channels, axis=0)  # (C, size, size)
+        normalised = (resized - mean[:, None, None]) / std[:, None, None]
+        return torch.from_numpy(np.ascontiguousarray(normalised, dtype=np.float32))
+
+    def preprocess_images(self, images: Sequence[str | os.PathLike | np.ndarray]) -> torch.Tensor | None:
+        """-> (num_images, C, H, W), or None for no images."""
+        if not images:
+            return None
+        return torch.stack([self.preprocess_image(image) for image in images])
+
+    # --- text ---------------------------------------------------------------------------------------------
+    def _tokenize(self, text: str) -> list[int]:
+        """Text with `<image>` placeholders -> ids, each placeholder expanded to image_seq_length image tokens."""
+        ids: list[int] = []
+        pieces = text.split(IMAGE_PLACEHOLDER)
+        for i, piece in enumerate(pieces):
+            if i:
+                ids += [self.image_token_id] * self.config.image_seq_length
+            if piece:
+                ids += self.tokenizer(piece, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def _with_placeholders(self, messages: list, num_images: int, where: str) -> list:
+        """Check the placeholder count; with none at all, prepend them to the first human turn (LLaVA's habit)."""
+        per = self.config.images_per_placeholder
+        count = sum(m.text.count(IMAGE_PLACEHOLDER) for m in messages)
+        if count == 0 and num_images:
+            if num_images % per:
+                raise ValueError(f"{where}: {num_images} images, but each {IMAGE_PLACEHOLDER} takes {per}")
+            first = next((i for i, m in enumerate(messages) if m.role == "human"), None)
+            if first is None:
+                raise ValueError(f"{where}: images given but the conversation has no human turn")
+            messages = list(messages)
+            m = messages[first]
+            messages[first] = type(m)(m.role, f"{IMAGE_PLACEHOLDER}\n" * (num_images // per) + m.text)
+        elif count * per != num_images:
+            raise ValueError(
+                f"{where}: the text has {count} {IMAGE_PLACEHOLDER} placeholder(s) but {num_images} image(s) were "
+                f"given ({per} image(s) per placeholder with this connector); give one placeholder per image"
+            )
+        return messages
+
+    def encode(
+        self,
+        conversation: Sequence[Any],
+        images: Sequence[str | os.PathLike | np.ndarray] = (),
+        *,
+        add_generation_prompt: bool = False,
+        truncate: bool = True,
+        where: str = "sample",
+    ) -> EncodedSample:
+        """A conversation (records' Turns, {"from", "value"} dicts or Messages) and its images -> EncodedSample.
+
+        add_generation_prompt: the conversation ends with a human turn and the model is to answer (no labels).
+        where: names the sample in error messages (e.g. "train.json record 17").
+        """
+        messages = self._with_placeholders(to_messages(conversation), len(images), where)
+        segments = render(self.config.template, messages, tokenizer=self.tokenizer,
+                          add_generation_prompt=add_generation_prompt, system_prompt=self.config.system_prompt)
+        input_ids: list[int] = []
+        labels: list[int] = []
+        if self.template.add_bos and self.tokenizer.bos_token_id is not None:
+            input_ids.append(self.tokenizer.bos_token_id)
+            labels.append(IGNORE_INDEX)
+        for segment in segments:
+            ids = self._tokenize(segment.text)
+            input_ids += ids
+            labels += [i if segment.learn and i != self.image_token_id else IGNORE_INDEX for i in ids]
+        if truncate and not add_generation_prompt and len(input_ids) > self.config.max_length:
+            input_ids, labels = self._truncate(input_ids, labels, where)
+        return EncodedSample(input_ids=input_ids, labels=None if add_generation_prompt else labels,
+                             pixel_values=self.preprocess_images(images))
+
+    def _truncate(self, input_ids: list[int], labels: list[int], where: str) -> tuple[list[int], list[int]]:
+        max_length = self.config.max_length
+        image_positions = [i for i, t in enumerate(input_ids) if t == self.image_token_id]
+        if image_positions and image_positions[-1] >= max_length:
+            raise ValueError(
+                f"{where}: the image tokens end at position {image_positions[-1] + 1}, beyond max_length={max_length}"
+                f"; raise max_length, use fewer images, or a connector with fewer tokens per image"
+            )
+        return input_ids[:max_length], labels[:max_length]
+
+    def encode_prompt(self, prompt: str | None, images: Sequence[str | os.PathLike | np.ndarray] = ()) -> EncodedSample:
+        """One question (None or "" = images only, e.g. for report generation) -> a generation-ready sample."""
+        return self.encode([{"from": "human", "value": prompt or ""}], images, add_generation_prompt=True,
+                           where="prompt")
+
+    # --- output -------------------------------------------------------------------------------------------
+    @property
+    def stop_token_ids(self) -> list[int]:
+        """Token ids that end an answer (eos, and the template's end-of-turn marker)."""
+        ids = []
+        for text in self.template.stop_strings(self.tokenizer):
+            token_id = self.tokenizer.convert_tokens_to_ids(text)
+            if token_id is not None and token_id != self.tokenizer.unk_token_id and token_id not in ids:
+                ids.append(token_id)
+        return ids
+
+    def decode(self, token_ids: Sequence[int] | torch.Tensor) -> str:
+        """Generated ids -> answer text: stops at the first stop token, special tokens dropped, stripped."""
+        ids = token_ids.tolist() if isinstance(token_ids, torch.Tensor) else list(token_ids)
+        stops = set(self.stop_token_ids)
+        for i, t in enumerate(ids):
+            if t in stops:
+                ids = ids[:i]
+                break
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    def batch_decode(self, sequences) -> list[str]:
+        return [self.decode(s) for s in sequences]
+
+    # --- save / load --------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(directory)
+        atomic_write_json(directory / PROCESSOR_FILE, dataclasses.asdict(self.config))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> MedVLMProcessor:
+        from transformers import AutoTokenizer
+
+        directory = Path(directory)
+        path = directory / PROCESSOR_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no processor settings here; is {directory} a medvlm model directory?")
+        settings = json.loads(path.read_text(encoding="utf-8"))
+        known = {f.name for f in dataclasses.fields(ProcessorConfig)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown processor settings {unknown}; known: {sorted(known)}")
+        tokenizer = AutoTokenizer.from_pretrained(os.fspath(directory), local_files_only=True)
+        return cls(tokenizer, ProcessorConfig(**settings))

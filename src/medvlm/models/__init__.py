@@ -1,0 +1,41 @@
+"""The composed model: vision encoder + connector + causal LM (see modeling.py), its config, presets and tokenizer.
+
+Importing this package registers MedVLMConfig / MedVLMForConditionalGeneration with transformers' Auto classes
+(`register_auto_classes`, idempotent), so that after `import medvlm.models` (or any `medvlm.load`)
+`AutoConfig.from_pretrained(dir)` and `AutoModelForImageTextToText.from_pretrained(dir)` load medvlm directories.
+`import medvlm` alone does not do this: it would import torch and transformers (several seconds) on every CLI call.
+"""
+
+from transformers import AutoConfig, AutoModelForImageTextToText
+
+from medvlm.models.configuration import MedVLMConfig
+from medvlm.models.modeling import MedVLMForConditionalGeneration
+from medvlm.models.presets import (
+    PRESETS,
+    ComposeConfig,
+    TinyPresetConfig,
+    build_model,
+    set_generation_defaults,
+)
+from medvlm.models.tokenizer import train_tokenizer
+
+
+def register_auto_classes() -> None:
+    """Let transformers' AutoConfig and AutoModelForImageTextToText load model_type "medvlm"."""
+    AutoConfig.register(MedVLMConfig.model_type, MedVLMConfig, exist_ok=True)
+    AutoModelForImageTextToText.register(MedVLMConfig, MedVLMForConditionalGeneration, exist_ok=True)
+
+
+register_auto_classes()
+
+__all__ = [
+    "PRESETS",
+    "ComposeConfig",
+    "MedVLMConfig",
+    "MedVLMForConditionalGeneration",
+    "TinyPresetConfig",
+    "build_model",
+    "register_auto_classes",
+    "set_generation_defaults",
+    "train_tokenizer",
+]

@@ -1,0 +1,35 @@
+"""Connectors: map vision features (num_images, tokens, vision_dim) to LM embeddings (num_images, out_tokens, text_dim).
+
+Every connector class takes `(vision_dim, text_dim, num_input_tokens, **settings)` and has
+`output_tokens(num_input_tokens, **settings) -> int` (a classmethod), so that the token count per image
+(`image_seq_length`) is known before any weights exist. `accepts_layer_stack` says whether it takes
+(num_images, layers, tokens, dim) features (vision_feature_layer="all").
+
+Seam for temporal connectors (Libra's current + prior pair): `images_per_placeholder` says how many consecutive
+images one `<image>` placeholder consumes; such a connector receives (num_pairs * 2, tokens, dim) in placeholder
+order and returns (num_pairs, out_tokens, text_dim). All connectors here use 1.
+"""
+
+from medvlm.models.connectors.attn_pool import AttentionPoolConnector
+from medvlm.models.connectors.linear import LinearConnector
+from medvlm.models.connectors.mlp import MLPConnector
+from medvlm.models.connectors.spatial_pool import SpatialPoolConnector
+
+# connector_type -> class. The one place connectors are registered.
+CONNECTORS = {
+    "linear": LinearConnector,
+    "mlp2x_gelu": MLPConnector,
+    "spatial_pool": SpatialPoolConnector,
+    "attn_pool": AttentionPoolConnector,
+}
+
+
+def connector_class(connector_type: str):
+    try:
+        return CONNECTORS[connector_type]
+    except KeyError:
+        raise ValueError(f"connector_type={connector_type!r}: use one of {sorted(CONNECTORS)}") from None
+
+
+__all__ = ["CONNECTORS", "AttentionPoolConnector", "LinearConnector", "MLPConnector", "SpatialPoolConnector",
+           "connector_class"]

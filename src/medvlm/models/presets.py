@@ -1,0 +1,206 @@
+"""Build a composed model and its processor: from the `tiny` preset or from components (local dirs or configs).
+
+    tokenizer = train_tokenizer(texts, vocab_size=1024)
+    model, processor = build_model("tiny", tokenizer=tokenizer)            # or TinyPresetConfig(...), or
+    model, processor = build_model(ComposeConfig(vision="enc_dir", text="lm_dir", connector_type="mlp2x_gelu"))
+
+`tiny`: a small ViT + mlp2x_gelu + a small Llama, random init, with a byte-level BPE tokenizer trained on the
+training texts (pass `tokenizer=` or `texts=`). Sizes are fields of TinyPresetConfig.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoConfig, AutoTokenizer
+
+from medvlm.data.processor import MedVLMProcessor, ProcessorConfig
+from medvlm.data.templates import IMAGE_PLACEHOLDER
+from medvlm.models.configuration import MedVLMConfig
+from medvlm.models.language import build_language_model
+from medvlm.models.modeling import MedVLMForConditionalGeneration
+from medvlm.models.tokenizer import train_tokenizer
+from medvlm.models.vision import build_vision_model
+
+
+@dataclass
+class ComposeConfig:
+    """A model from parts. vision / text: a local directory (weights loaded) or a config dict with `model_type`
+    (random init). image_mean / image_std None: the encoder directory's preprocessor_config.json, else 0.5."""
+
+    vision: str | dict[str, Any]
+    text: str | dict[str, Any]
+    connector_type: str = "mlp2x_gelu"
+    connector_config: dict[str, Any] = field(default_factory=dict)
+    vision_feature_layer: int | list[int] | str = -2
+    vision_feature_select: str = "drop_cls"
+    template: str = "llava_v1"
+    system_prompt: str | None = None
+    max_length: int = 2048
+    resize_mode: str = "pad"
+    image_mean: list[float] | None = None
+    image_std: list[float] | None = None
+
+
+@dataclass
+class TinyPresetConfig:
+    """The `tiny` preset: trains from scratch on a laptop CPU in minutes."""
+
+    image_size: int = 64
+    patch_size: int = 8
+    vision_hidden_size: int = 64
+    vision_layers: int = 2
+    vision_heads: int = 4
+    text_hidden_size: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    text_kv_heads: int = 2
+    vocab_size: int = 1024  # of the trained tokenizer (an upper bound: BPE stops when the texts run out of merges)
+    connector_type: str = "mlp2x_gelu"
+    connector_config: dict[str, Any] = field(default_factory=dict)
+    vision_feature_layer: int | list[int] | str = -1
+    template: str = "chatml"
+    max_length: int = 512
+
+    def compose_config(self) -> ComposeConfig:
+        vision = {
+            "model_type": "vit", "image_size": self.image_size, "patch_size": self.patch_size, "num_channels": 3,
+            "hidden_size": self.vision_hidden_size, "num_hidden_layers": self.vision_layers,
+            "num_attention_heads": self.vision_heads, "intermediate_size": 4 * self.vision_hidden_size,
+        }
+        text = {
+            "model_type": "llama", "hidden_size": self.text_hidden_size, "num_hidden_layers": self.text_layers,
+            "num_attention_heads": self.text_heads, "num_key_value_heads": self.text_kv_heads,
+            "intermediate_size": 4 * self.text_hidden_size, "max_position_embeddings": max(2048, self.max_length),
+            "tie_word_embeddings": True,
+        }
+        return ComposeConfig(vision=vision, text=text, connector_type=self.connector_type,
+                             connector_config=dict(self.connector_config),
+                             vision_feature_layer=self.vision_feature_layer, template=self.template,
+                             max_length=self.max_length, resize_mode="pad", image_mean=[0.5] * 3, image_std=[0.5] * 3)
+
+
+# preset name -> its config class. The one place presets are registered.
+PRESETS = {"tiny": TinyPresetConfig}
+
+
+def _sub_config(part: str | dict[str, Any], what: str):
+    if isinstance(part, dict):
+        settings = dict(part)
+        if "model_type" not in settings:
+            raise ValueError(f"{what} config dict needs a 'model_type' (e.g. 'vit', 'llama'), got keys {sorted(settings)}")
+        return AutoConfig.for_model(settings.pop("model_type"), **settings), None
+    path = Path(part)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{what}: {path} is not a local model directory (no config.json); medvlm never "
+                                "downloads models, so give a directory or a config dict")
+    return AutoConfig.from_pretrained(os.fspath(path), local_files_only=True), path
+
+
+def _image_normalisation(vision_dir: Path | None, channels: int) -> tuple[list[float], list[float]]:
+    settings_path = vision_dir / "preprocessor_config.json" if vision_dir else None
+    if settings_path and settings_path.is_file():
+        settings = json.loads(settings_path.read_text(encoding="utf-8"))
+        if "image_mean" in settings and "image_std" in settings:
+            return list(settings["image_mean"]), list(settings["image_std"])
+    return [0.5] * channels, [0.5] * channels
+
+
+def _prepare_tokenizer(tokenizer):
+    """Make sure the tokenizer has the `<image>` token and a pad token."""
+    if IMAGE_PLACEHOLDER not in tokenizer.get_vocab():
+        tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_PLACEHOLDER]})
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # attention masks keep padding out of the computation
+    return tokenizer
+
+
+def build_model(
+    preset_or_config: str | TinyPresetConfig | ComposeConfig,
+    tokenizer=None,
+    *,
+    texts: Iterable[str] | None = None,
+) -> tuple[MedVLMForConditionalGeneration, MedVLMProcessor]:
+    """A composed model and its processor.
+
+    preset_or_config: "tiny", a TinyPresetConfig, or a ComposeConfig.
+    tokenizer: the tokenizer to use. For the tiny preset, either give one (e.g. `train_tokenizer(texts)`) or give
+    `texts` to train one here; for components, None loads the tokenizer saved in the language model's directory.
+    """
+    if isinstance(preset_or_config, str):
+        if preset_or_config not in PRESETS:
+            raise ValueError(f"preset {preset_or_config!r}: use one of {sorted(PRESETS)}")
+        preset_or_config = PRESETS[preset_or_config]()
+    if isinstance(preset_or_config, TinyPresetConfig):
+        if tokenizer is None:
+            if texts is None:
+                raise ValueError("the tiny preset trains its tokenizer on your texts: pass tokenizer= or texts=")
+            tokenizer = train_tokenizer(texts, vocab_size=preset_or_config.vocab_size)
+        compose = preset_or_config.compose_config()
+    elif isinstance(preset_or_config, ComposeConfig):
+        compose = preset_or_config
+    else:
+        raise TypeError(f"build_model takes a preset name, TinyPresetConfig or ComposeConfig, got {type(preset_or_config)}")
+
+    vision_config, vision_dir = _sub_config(compose.vision, "vision")
+    text_config, text_dir = _sub_config(compose.text, "text")
+    if tokenizer is None:
+        if text_dir is None:
+            raise ValueError("a randomly initialised language model needs tokenizer= (e.g. train_tokenizer(texts))")
+        tokenizer = AutoTokenizer.from_pretrained(os.fspath(text_dir), local_files_only=True)
+    tokenizer = _prepare_tokenizer(tokenizer)
+    if text_dir is None:
+        text_config.vocab_size = len(tokenizer)
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if getattr(tokenizer, name) is not None:
+            setattr(text_config, name, getattr(tokenizer, name))
+
+    config = MedVLMConfig(
+        vision_config=vision_config,
+        text_config=text_config,
+        connector_type=compose.connector_type,
+        connector_config=dict(compose.connector_config),
+        vision_feature_layer=compose.vision_feature_layer,
+        vision_feature_select=compose.vision_feature_select,
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER),
+    )
+    model = MedVLMForConditionalGeneration(config)
+    if vision_dir is not None:
+        model.vision_tower.model = build_vision_model(vision_config, vision_dir)
+    if text_dir is not None:
+        model.language_model = build_language_model(text_config, text_dir)
+    if model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.language_model.resize_token_embeddings(len(tokenizer))
+    model.config.text_config = model.language_model.config
+    model.config.vision_config = model.vision_tower.model.config
+
+    channels = getattr(vision_config, "num_channels", 3)
+    mean, std = _image_normalisation(vision_dir, channels)
+    processor = MedVLMProcessor(tokenizer, ProcessorConfig(
+        image_seq_length=config.image_seq_length,
+        image_size=vision_config.image_size,
+        num_channels=channels,
+        image_mean=compose.image_mean if compose.image_mean is not None else mean,
+        image_std=compose.image_std if compose.image_std is not None else std,
+        resize_mode=compose.resize_mode,
+        template=compose.template,
+        system_prompt=compose.system_prompt,
+        max_length=compose.max_length,
+        images_per_placeholder=config.images_per_placeholder,
+    ))
+    set_generation_defaults(model, processor)
+    return model, processor
+
+
+def set_generation_defaults(model: MedVLMForConditionalGeneration, processor: MedVLMProcessor) -> None:
+    """Stop at the template's end-of-turn tokens, pad with the pad token, never generate `<image>`."""
+    generation_config = model.generation_config
+    generation_config.eos_token_id = processor.stop_token_ids or None
+    generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    generation_config.bos_token_id = processor.tokenizer.bos_token_id
+    generation_config.suppress_tokens = [processor.image_token_id]
