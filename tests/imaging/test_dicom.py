@@ -117,3 +117,24 @@ def test_truncated_dicom_names_the_file(tmp_path, dicom_testdata):
 def test_dicom_without_pixels_is_refused(dicom_testdata):
     with pytest.raises(MedicalImageError, match=r"rtplan\.dcm: DICOM file has no pixel data"):
         load_image(dicom_testdata("rtplan.dcm"))
+
+
+def test_enhanced_ct_takes_rescale_window_and_spacing_from_functional_groups(dicom_testdata):
+    path = dicom_testdata("eCT_Supplemental.dcm")  # Enhanced CT, 2 frames, no top-level rescale or window
+    hu = load_image(path, apply_voi=False, frames="all")
+    assert hu.pixels.shape == (2, 512, 512) and hu.meta.rescale == (1.0, -1024.0)
+    np.testing.assert_array_equal(hu.pixels, pydicom.dcmread(path).pixel_array.astype(np.float32) - 1024)
+    shown = load_image(path)
+    assert shown.meta.voi == "window 49/102" and shown.meta.spacing_mm == (0.388672, 0.388672)
+
+
+def test_preamble_less_palette_colour_file(dicom_testdata):
+    face = load_image(dicom_testdata("OT-PAL-8-face.dcm"))  # old file: no preamble, no file meta, PALETTE COLOR
+    assert face.meta.source_photometric == "PALETTE COLOR" and face.meta.photometric == "RGB"
+    assert face.pixels.shape == (480, 640, 3) and face.pixels.dtype == np.uint8
+    assert face.meta.transfer_syntax == "Implicit VR Little Endian"
+
+
+def test_real_truncated_dicom_from_pydicom_names_the_file(dicom_testdata):
+    with pytest.raises(MedicalImageError, match=r"MR_truncated\.dcm: cannot decode .*less than expected"):
+        load_image(dicom_testdata("MR_truncated.dcm"))

@@ -86,3 +86,17 @@ def test_unsupported_and_non_image_files_are_refused_by_name(tmp_path):
     with pytest.raises(MedicalImageError, match="no such file"):
         load_image(tmp_path / "missing.png")
     assert issubclass(MedicalImageError, ValueError)
+
+
+def test_pillow_decompression_bomb_check_also_applies(tmp_path):
+    import struct
+    import zlib
+
+    write_png(tmp_path / "small.png", np.zeros((8, 8), np.uint8))
+    data = bytearray((tmp_path / "small.png").read_bytes())
+    # the IHDR chunk (after the 8-byte signature, 4-byte length, b"IHDR") now claims 30000 x 30000 pixels
+    data[16:24] = struct.pack(">II", 30000, 30000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    (tmp_path / "bomb.png").write_bytes(bytes(data))
+    with pytest.raises(MedicalImageError, match=r"bomb\.png: .*decompression-bomb"):
+        load_image(tmp_path / "bomb.png", max_pixels=10**10)  # our limit allows it; Pillow's own check refuses

@@ -27,23 +27,36 @@ CODECS_HINT = "install the DICOM codecs: pip install 'medvlm[dicom-codecs]'"
 FRAMES_CHOICES = ("first", "all")
 
 
-def is_dicom_file(path: str | os.PathLike) -> bool:
-    """True when the file has the DICOM Part 10 preamble ("DICM" at byte 128)."""
+def _dicom_head(path: str | os.PathLike) -> str | None:
+    """ "part10" (preamble + "DICM"), "bare" (no preamble: starts with a group 0002 or 0008 tag) or None."""
     try:
         with open(path, "rb") as f:
             head = f.read(132)
     except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
+        return None
+    if len(head) == 132 and head[128:132] == b"DICM":
+        return "part10"
+    # Old (ACR-NEMA style) files start straight with their first element: (0008,xxxx) little or big endian.
+    if len(head) >= 8 and head[:2] in (b"\x08\x00", b"\x00\x08", b"\x02\x00"):
+        return "bare"
+    return None
+
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """True for DICOM Part 10 files ("DICM" at byte 128) and for preamble-less files starting with a group 0008 tag."""
+    return _dicom_head(path) is not None
 
 
 def read_dataset(path: str | os.PathLike, *, stop_before_pixels: bool = False):
-    """pydicom.dcmread with errors that name the file."""
+    """pydicom.dcmread with errors that name the file; files without file meta get their transfer syntax from
+    the encoding pydicom detected, so their pixels decode too."""
     import pydicom
+    from pydicom.dataset import FileMetaDataset
     from pydicom.errors import InvalidDicomError
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=_dicom_head(path) == "bare")
     except InvalidDicomError as exc:
         raise file_error(path, f"not a DICOM file ({exc})") from exc
     except Exception as exc:  # pydicom raises many types on damaged headers
@@ -51,6 +64,19 @@ def read_dataset(path: str | os.PathLike, *, stop_before_pixels: bool = False):
             path,
             f"cannot read the DICOM header ({type(exc).__name__}: {exc}); the file may be truncated or corrupt",
         ) from exc
+    if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
+        implicit_vr, little_endian = ds.original_encoding
+        if implicit_vr is not None:
+            if not hasattr(ds, "file_meta") or ds.file_meta is None:
+                ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = (
+                ImplicitVRLittleEndian
+                if implicit_vr
+                else ExplicitVRLittleEndian
+                if little_endian
+                else ExplicitVRBigEndian
+            )
+    return ds
 
 
 def transfer_syntax_name(ds) -> str | None:
@@ -81,7 +107,7 @@ def check_pixel_budget(path: str | os.PathLike, ds, max_pixels: int) -> int:
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise file_error(
             path,
-            f"DICOM file has no pixel data (SOP class {ds.get('SOPClassUID', 'unknown')!s}); it is not an image, or the file is truncated",
+            f"DICOM file has no pixel data (SOP class {_sop_class_name(ds)}); it is not an image, or the file is truncated",
         )
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
@@ -97,6 +123,11 @@ def check_pixel_budget(path: str | os.PathLike, ds, max_pixels: int) -> int:
             "(decompression-bomb guard); pass a larger max_pixels if you trust this file",
         )
     return frames
+
+
+def _sop_class_name(ds) -> str:
+    uid = ds.get("SOPClassUID")
+    return "unknown" if uid is None else f"{uid.name}" if uid.name != str(uid) else str(uid)
 
 
 def decode_pixels(path: str | os.PathLike, ds, index: int | None) -> np.ndarray:
@@ -120,11 +151,22 @@ def decode_pixels(path: str | os.PathLike, ds, index: int | None) -> np.ndarray:
     return arr
 
 
-def rescale_of(ds) -> tuple[float, float] | None:
-    """(slope, intercept) of the modality LUT, or None when the file has none."""
-    if "RescaleSlope" not in ds and "RescaleIntercept" not in ds:
+def functional_group(ds, sequence: str, frame: int = 0):
+    """The first item of an enhanced multi-frame functional group (per-frame first, then shared), or None."""
+    for groups, index in (("PerFrameFunctionalGroupsSequence", frame), ("SharedFunctionalGroupsSequence", 0)):
+        items = ds.get(groups)
+        if items and len(items) > index and items[index].get(sequence):
+            return items[index].get(sequence)[0]
+    return None
+
+
+def rescale_of(ds, frame: int = 0) -> tuple[float, float] | None:
+    """(slope, intercept) of the modality LUT (top level, else the enhanced functional groups), or None."""
+    source = ds if ("RescaleSlope" in ds or "RescaleIntercept" in ds) else None
+    source = source or functional_group(ds, "PixelValueTransformationSequence", frame)
+    if source is None or ("RescaleSlope" not in source and "RescaleIntercept" not in source):
         return None
-    return float(ds.get("RescaleSlope", 1.0) or 1.0), float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    return float(source.get("RescaleSlope", 1.0) or 1.0), float(source.get("RescaleIntercept", 0.0) or 0.0)
 
 
 def apply_rescale(arr: np.ndarray, rescale: tuple[float, float] | None) -> np.ndarray:
@@ -132,6 +174,22 @@ def apply_rescale(arr: np.ndarray, rescale: tuple[float, float] | None) -> np.nd
         return arr
     slope, intercept = rescale
     return arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def _modality_values(
+    arr: np.ndarray, ds, frame_count: int
+) -> tuple[np.ndarray, tuple[float, float] | None, tuple[float, float]]:
+    """Apply the modality LUT (step 2); returns values, the (first frame's) rescale and the output value range."""
+    if ds.get("ModalityLUTSequence"):
+        from pydicom.pixels import apply_modality_lut
+
+        bits = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
+        return apply_modality_lut(arr, ds), None, (0.0, float(2**bits - 1))
+    rescales = [rescale_of(ds, frame) for frame in range(frame_count)]
+    if len(set(rescales)) > 1:  # enhanced multi-frame files may rescale each frame differently
+        values = np.stack([apply_rescale(frame, r) for frame, r in zip(arr, rescales, strict=True)])
+        return values.astype(np.float32), rescales[0], _stored_range(ds, rescales[0])
+    return apply_rescale(arr, rescales[0]), rescales[0], _stored_range(ds, rescales[0])
 
 
 def _stored_range(ds, rescale: tuple[float, float] | None) -> tuple[float, float]:
@@ -153,12 +211,13 @@ def _apply_display_voi(arr: np.ndarray, ds, frame_index: int) -> tuple[np.ndarra
         bits = int(item.LUTDescriptor[2])
         out = apply_voi(arr, ds, index=0).astype(np.float32) / np.float32(2**bits - 1)
         return np.clip(out, 0.0, 1.0), "VOI LUT"
-    centers, widths = ds.get("WindowCenter"), ds.get("WindowWidth")
+    source = ds if "WindowCenter" in ds else functional_group(ds, "FrameVOILUTSequence", frame_index) or ds
+    centers, widths = source.get("WindowCenter"), source.get("WindowWidth")
     if centers is not None and widths is not None:
         center = float(centers[0] if _is_multi(centers) else centers)
         width = float(widths[0] if _is_multi(widths) else widths)
         if width > 0:
-            if str(ds.get("VOILUTFunction", "LINEAR")).upper() == "SIGMOID":
+            if str(source.get("VOILUTFunction", "LINEAR")).upper() == "SIGMOID":
                 out = 1.0 / (1.0 + np.exp(-4.0 * (arr.astype(np.float32) - center) / width))
                 return out.astype(np.float32), f"sigmoid window {center:g}/{width:g}"
             return window(arr, center, width), f"window {center:g}/{width:g}"
@@ -191,17 +250,18 @@ def load_dicom_image(
     arr = decode_pixels(path, ds, index=0 if frames == "first" else None)
     source_dtype = str(arr.dtype)
     color = int(ds.get("SamplesPerPixel", 1)) == 3 or source_photometric == "PALETTE COLOR"
-    rescale = None if color else rescale_of(ds)
-    voi = None
+    rescale = voi = None
+    extra: dict[str, Any] = {}
     if not color:
-        arr = apply_rescale(arr, rescale)
+        arr, rescale, (low, high) = _modality_values(arr, ds, n_frames if frames == "all" else 1)
+        if "ModalityLUTSequence" in ds:
+            extra["modality_lut"] = "ModalityLUTSequence"
         if apply_voi:
             arr, voi = _apply_display_voi(arr, ds, 0)
             if source_photometric == "MONOCHROME1":
                 arr = 1.0 - arr
         elif source_photometric == "MONOCHROME1":
-            low, high = _stored_range(ds, rescale)
-            arr = (low + high - arr.astype(np.float64)).astype(arr.dtype if rescale is None else np.float32)
+            arr = (low + high - arr.astype(np.float64)).astype(arr.dtype)
     meta = ImageMeta(
         source_path=str(Path(path)),
         format="dicom",
@@ -215,7 +275,8 @@ def load_dicom_image(
         number_of_frames=n_frames,
         rescale=rescale,
         voi=voi,
-        extra={
+        extra=extra
+        | {
             key: str(ds.get(key))
             for key in (
                 "SOPClassUID",
@@ -231,9 +292,14 @@ def load_dicom_image(
 
 
 def pixel_spacing_mm(ds) -> tuple[float, float] | None:
-    """(row, column) spacing from PixelSpacing, else ImagerPixelSpacing; None when absent or zero."""
-    for key in ("PixelSpacing", "ImagerPixelSpacing"):
-        value = ds.get(key)
+    """(row, column) spacing from PixelSpacing (top level or functional groups), else ImagerPixelSpacing;
+    None when absent or zero."""
+    measures = functional_group(ds, "PixelMeasuresSequence")
+    for value in (
+        ds.get("PixelSpacing"),
+        measures.get("PixelSpacing") if measures else None,
+        ds.get("ImagerPixelSpacing"),
+    ):
         if value is not None and len(value) == 2:
             spacing = (float(value[0]), float(value[1]))
             if spacing[0] > 0 and spacing[1] > 0:

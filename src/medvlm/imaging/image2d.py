@@ -80,7 +80,7 @@ def _load_with_pil(path: Path, max_pixels: int) -> Image2D:
     except UnidentifiedImageError as exc:
         raise file_error(
             path,
-            "not a recognised image (supported: PNG, JPEG, TIFF, BMP, DICOM Part 10 with the DICM preamble)",
+            "not a recognised image (supported: PNG, JPEG, TIFF, BMP, DICOM)",
         ) from exc
     except Image.DecompressionBombError as exc:
         raise file_error(path, f"refused by Pillow's decompression-bomb check ({exc})") from exc
