@@ -1,0 +1,103 @@
+"""The training recipe config: one YAML file per run, every field documented here.
+
+Sections: `model` (what to build or start from), `data`, `components` (frozen / lora / full per part),
+`lora`, `optim`, `validation`, `run`. Override any field on the command line: `optim.lr=3e-4`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["frozen", "lora", "full"]
+
+
+@dataclass
+class ModelConfig:
+    """What to train. Exactly one of: init_from (a saved medvlm model), compose (parts), preset."""
+
+    init_from: str | None = None  # a saved medvlm model folder, e.g. the align stage's RUN/model
+    # parts: {vision: DIR or {model_type: vit, ...}, text: DIR or {model_type: llama, ...}, connector_type, ...}
+    # (the fields of medvlm.models.presets.ComposeConfig)
+    compose: dict[str, Any] | None = None
+    preset: str | None = "tiny"  # a preset of medvlm.models.presets.PRESETS
+    preset_options: dict[str, Any] = field(default_factory=dict)  # e.g. {image_size: 64, text_layers: 4}
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # training records: LLaVA conversation JSON / JSONL
+    image_folder: str | None = None  # image paths in records resolve here (default: the records file's folder)
+    validation: str | None = None  # questions JSONL with `reference` (and `answer_type`) for generation-based validation
+    max_length: int = 512  # tokens per sample, image tokens included
+    skip_bad: bool = False  # skip (and list) bad records instead of failing on the first
+    num_workers: int = 0  # DataLoader worker processes
+
+
+@dataclass
+class ComponentsConfig:
+    vision: Mode = "frozen"
+    connector: Mode = "full"
+    language: Mode = "frozen"
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    # module names inside each LoRA'd component; the defaults cover Llama/Qwen2/Mistral/Gemma/Phi3/GPT-2/ViT/CLIP/SigLIP
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "c_attn", "query", "key", "value"]
+    )
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = 0.03  # fraction of optimizer steps spent warming up linearly from 0
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    batch_size: int = 8  # per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    epochs: float = 1.0
+    max_steps: int | None = None  # optimizer steps; overrides epochs when set
+
+
+@dataclass
+class ValidationConfig:
+    every_steps: int = 0  # 0: only at the end of training
+    max_samples: int = 64  # questions generated per validation (the first N of the file: same every time)
+    max_new_tokens: int = 96
+    batch_size: int = 16
+    metric: str = "loss"  # checkpoint selection: "loss" (teacher-forced) or a generation metric key, e.g. clinical_micro_f1_14
+    greater_is_better: bool | None = None  # default: False for loss, True otherwise
+    early_stopping_patience: int = 0  # validations without improvement before stopping; 0 disables
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/medvlm"
+    seed: int = 0
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # fp32 is fastest on CPUs
+    gradient_checkpointing: bool = False
+    log_every_steps: int = 10
+    save_every_steps: int = 0  # 0: only at the end
+    keep_last: int = 2  # step checkpoints kept (the best one is kept besides)
+    cache_vision_features: bool = False  # frozen encoder: compute its features once, reuse every epoch
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    recipe: Literal["align", "finetune"] = "finetune"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    components: ComponentsConfig = field(default_factory=ComponentsConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    run: RunConfig = field(default_factory=RunConfig)

@@ -1,0 +1,260 @@
+"""The training recipe: `train(cfg)` reads top to bottom as the loop it runs.
+
+Stages (LLaVA-Rad, Libra, MedM-VL all use the same two):
+  align     connector only; vision encoder and LM frozen (LLaVA stage 1). Frozen-encoder features can be
+            computed once and cached (`run.cache_vision_features`).
+  finetune  each component frozen, LoRA (PEFT) or fully trained (`components.*`), usually starting from the
+            align stage's output (`model.init_from`).
+
+Data parallel: run the same command under `torchrun --nproc_per_node N -m medvlm.cli train ...` (or
+`accelerate launch` on GPUs). Each optimizer step sees `optim.batch_size x processes x optim.grad_accum`
+samples; the loss is the mean over every assistant token of that global batch, so N processes give the
+same update as one process with an N-times larger batch.
+
+Resume: rerunning the same command continues from `run.output_dir/checkpoints/latest` exactly
+(weights, optimizer, scheduler, RNG and the position in the data order).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from medvlm.config import dump_config
+from medvlm.train import components as components_lib
+from medvlm.train.builders import build_training_data, build_model_and_processor
+from medvlm.train.checkpoint import (
+    TrainState,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+)
+from medvlm.train.config import TrainConfig
+from medvlm.train.logger import RunLogger
+from medvlm.train.schedule import build_scheduler
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_dir: Path  # the exported model (best by the validation metric when validation ran, else last)
+    steps: int
+    train_loss: float  # mean loss of the last logged window
+    seconds: float
+    resumed_from: int | None = None  # step the run resumed at, if it did
+    validations: list[dict] = field(default_factory=list)
+    best_metric: float | None = None
+    best_step: int | None = None
+
+
+class GlobalBatchSampler:
+    """Yields this process's share of each global micro-batch, in a seeded per-epoch order.
+
+    The order of epoch e is a permutation seeded by (seed, e); a global micro-batch is `global_batch`
+    consecutive indices of it and rank r takes slice r. Starting at (epoch, batch) makes resume exact.
+    With several processes the last partial global batch of an epoch is dropped (every rank must step).
+    """
+
+    def __init__(self, n: int, batch_size: int, world_size: int, rank: int, seed: int):
+        self.n, self.batch_size, self.world_size, self.rank, self.seed = n, batch_size, world_size, rank, seed
+        self.global_batch = batch_size * world_size
+        full, rest = divmod(n, self.global_batch)
+        self.batches_per_epoch = full + (1 if rest and world_size == 1 else 0)
+        if self.batches_per_epoch == 0:
+            raise ValueError(
+                f"{n} training samples cannot fill one global batch of {self.global_batch} "
+                f"({batch_size} per process x {world_size} processes); lower optim.batch_size"
+            )
+        self.start_epoch = 0
+        self.start_batch = 0
+
+    def order(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, batch = self.start_epoch, self.start_batch
+        while True:
+            order = self.order(epoch)
+            for b in range(batch, self.batches_per_epoch):
+                chunk = order[b * self.global_batch : (b + 1) * self.global_batch]
+                yield chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+            epoch, batch = epoch + 1, 0
+
+
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum of next-token cross-entropy over labelled positions, and their count. logits (B,T,V), labels (B,T)."""
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    loss = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    return loss, int((shift_labels != -100).sum())
+
+
+def _model_inputs(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k != "labels" and v is not None}
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    started = time.perf_counter()
+    accelerator = Accelerator(mixed_precision=cfg.run.mixed_precision)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    run_dir = Path(cfg.run.output_dir)
+    is_main = accelerator.is_main_process
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yaml")
+    seed_everything(cfg.run.seed)
+
+    components_lib.check_recipe(cfg)
+    model, processor, records = build_model_and_processor(cfg)
+    model = components_lib.apply(model, cfg)  # freeze / LoRA / full per component
+    if cfg.run.gradient_checkpointing:
+        components_lib.enable_gradient_checkpointing(model)
+    data = build_training_data(cfg, model, processor, records, run_dir, accelerator)
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas)
+    )
+    sampler = GlobalBatchSampler(len(data.dataset), cfg.optim.batch_size, world, rank, cfg.run.seed)
+    steps_per_epoch = math.ceil(sampler.batches_per_epoch / cfg.optim.grad_accum)
+    total_steps = cfg.optim.max_steps or max(1, math.ceil(cfg.optim.epochs * steps_per_epoch))
+    warmup = int(cfg.optim.warmup_ratio * total_steps)
+    scheduler = build_scheduler(optimizer, total_steps, warmup, cfg.optim.schedule)
+
+    state = TrainState()
+    resumed_from = None
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, model, optimizer, scheduler, rank=rank)
+        resumed_from = state.step
+    model, optimizer = accelerator.prepare(model, optimizer)
+    sampler.start_epoch, sampler.start_batch = state.epoch, state.batch_in_epoch
+    loader = torch.utils.data.DataLoader(
+        data.dataset,
+        batch_sampler=sampler,
+        collate_fn=data.collate,
+        num_workers=cfg.data.num_workers,
+    )
+    batches = iter(loader)
+
+    logger = RunLogger(run_dir, enabled=is_main, tensorboard=cfg.run.tensorboard)
+    if is_main:
+        logger.log(
+            "start", state.step, total_steps=total_steps, processes=world, samples=len(data.dataset),
+            trainable_params=sum(p.numel() for p in trainable), resumed=resumed_from is not None,
+        )
+    bar = tqdm(total=total_steps, initial=state.step, disable=not (is_main and cfg.run.progress), desc=cfg.recipe,
+               unit="step", dynamic_ncols=True)
+    window_loss, window_tokens = 0.0, 0
+    recent_loss = float("nan")
+    model.train()
+    stop = False
+    while state.step < total_steps and not stop:
+        micro = []
+        for _ in range(cfg.optim.grad_accum):
+            micro.append(next(batches))
+            state.batch_in_epoch += 1
+            if state.batch_in_epoch >= sampler.batches_per_epoch:
+                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        # normalise by the label tokens of the whole global step so N processes == one process with N x batch
+        local_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
+        step_tokens = int(accelerator.reduce(torch.tensor(local_tokens, device=accelerator.device), "sum"))
+        step_loss = torch.zeros((), device=accelerator.device)
+        for i, batch in enumerate(micro):
+            batch = {k: (v.to(accelerator.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+            sync = i == len(micro) - 1
+            context = accelerator.no_sync(model) if (not sync and world > 1) else _nullcontext()
+            with context, accelerator.autocast():
+                logits = model(**_model_inputs(batch)).logits
+                loss_sum, _ = token_loss_sum(logits, batch["labels"])
+                loss = loss_sum * world / max(step_tokens, 1)
+                accelerator.backward(loss)
+            step_loss += loss_sum.detach()
+        if cfg.optim.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(trainable, cfg.optim.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        window_loss += float(accelerator.reduce(step_loss, "sum"))
+        window_tokens += step_tokens
+        bar.update(1)
+
+        if state.step % cfg.run.log_every_steps == 0 or state.step == total_steps:
+            recent_loss = window_loss / max(window_tokens, 1)
+            bar.set_postfix(loss=f"{recent_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            logger.log("train", state.step, loss=recent_loss, lr=scheduler.get_last_lr()[0], epoch=state.epoch)
+            window_loss, window_tokens = 0.0, 0
+
+        last = state.step == total_steps
+        validate_now = data.validation is not None and (
+            last or (cfg.validation.every_steps and state.step % cfg.validation.every_steps == 0)
+        )
+        if validate_now:
+            results = data.validation.run(accelerator.unwrap_model(model))
+            model.train()
+            stop = _record_validation(cfg, state, results, logger)
+            bar.write(_format_validation(state.step, results))
+        if last or stop or (cfg.run.save_every_steps and state.step % cfg.run.save_every_steps == 0) or validate_now:
+            save_checkpoint(run_dir, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
+                            state=state, rank=rank, keep_last=cfg.run.keep_last, barrier=accelerator.wait_for_everyone)
+    bar.close()
+
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(model)
+    model_dir = run_dir / "model"
+    if is_main:
+        components_lib.export(model, processor, cfg, run_dir, model_dir, state)
+    accelerator.wait_for_everyone()
+    seconds = time.perf_counter() - started
+    if is_main:
+        logger.log("end", state.step, seconds=round(seconds, 2), loss=recent_loss)
+    logger.close()
+    return TrainResult(
+        run_dir=run_dir, model_dir=model_dir, steps=state.step, train_loss=recent_loss, seconds=seconds,
+        resumed_from=resumed_from, validations=state.history, best_metric=state.best_metric, best_step=state.best_step,
+    )
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _record_validation(cfg: TrainConfig, state: TrainState, results: dict, logger: RunLogger) -> bool:
+    """Update best / early-stopping state from one validation; return True when training should stop."""
+    key = cfg.validation.metric
+    if key not in results:
+        raise KeyError(f"validation.metric {key!r} is not among the validation results {sorted(results)}")
+    greater = cfg.validation.greater_is_better
+    if greater is None:
+        greater = key != "loss"
+    value = float(results[key])
+    state.history.append({"step": state.step, **results})
+    logger.log("validation", state.step, **{k: v for k, v in results.items() if isinstance(v, int | float)})
+    improved = state.best_metric is None or (value > state.best_metric if greater else value < state.best_metric)
+    if improved:
+        state.best_metric, state.best_step, state.bad_validations = value, state.step, 0
+        return False
+    state.bad_validations += 1
+    patience = cfg.validation.early_stopping_patience
+    return bool(patience) and state.bad_validations >= patience
+
+
+def _format_validation(step: int, results: dict) -> str:
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in results.items() if isinstance(v, float))
+    return f"validation @ step {step}: {shown}"
