@@ -129,7 +129,9 @@ def test_enhanced_ct_takes_rescale_window_and_spacing_from_functional_groups(dic
 
 
 def test_preamble_less_palette_colour_file(dicom_testdata):
-    face = load_image(dicom_testdata("OT-PAL-8-face.dcm"))  # old file: no preamble, no file meta, PALETTE COLOR
+    face = load_image(
+        dicom_testdata("OT-PAL-8-face.dcm")
+    )  # old file: no preamble, no file meta, PALETTE COLOR
     assert face.meta.source_photometric == "PALETTE COLOR" and face.meta.photometric == "RGB"
     assert face.pixels.shape == (480, 640, 3) and face.pixels.dtype == np.uint8
     assert face.meta.transfer_syntax == "Implicit VR Little Endian"

@@ -99,4 +99,6 @@ def test_pillow_decompression_bomb_check_also_applies(tmp_path):
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
     (tmp_path / "bomb.png").write_bytes(bytes(data))
     with pytest.raises(MedicalImageError, match=r"bomb\.png: .*decompression-bomb"):
-        load_image(tmp_path / "bomb.png", max_pixels=10**10)  # our limit allows it; Pillow's own check refuses
+        load_image(
+            tmp_path / "bomb.png", max_pixels=10**10
+        )  # our limit allows it; Pillow's own check refuses

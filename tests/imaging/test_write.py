@@ -131,3 +131,23 @@ def test_write_nifti_has_a_ras_affine_with_the_spacing(tmp_path):
     assert nib.aff2axcodes(image.affine) == ("R", "A", "S")
     assert image.header.get_zooms() == (1.0, 2.0, 3.0)  # (x, y, z)
     np.testing.assert_array_equal(np.asarray(image.dataobj), voxels.transpose(2, 1, 0))
+
+
+def test_written_dicom_files_read_strictly_and_with_an_independent_parser(tmp_path):
+    """pydicom in strict mode checks every value against its VR; GDCM (a separate C++ parser) must read them too."""
+    gdcm = pytest.importorskip("gdcm")
+    paths = [
+        write_dicom_image(
+            tmp_path / "cr.dcm", _gradient16(), view_position="PA", pixel_spacing_mm=(0.2, 0.2)
+        ),
+        write_dicom_image(tmp_path / "dx.dcm", _gradient16(), modality="DX", photometric="MONOCHROME1"),
+        *write_dicom_series(tmp_path / "ct", np.zeros((2, 3, 4)), (1.25, 0.6, 0.6)),
+    ]
+    for path in paths:
+        with pydicom.config.strict_reading():
+            for element in pydicom.dcmread(path).iterall():
+                assert element.value is not None
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(path))
+        assert reader.Read(), path
+        assert reader.GetImage().GetDimension(0) in (40, 4)

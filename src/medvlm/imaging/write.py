@@ -96,7 +96,9 @@ def write_dicom_image(
     pixels: uint8 or uint16 (H,W) for MONOCHROME1/MONOCHROME2, or uint8 (H,W,3) for RGB. `modality` picks the
     SOP class (keys of SOP_CLASS_BY_MODALITY). Missing UIDs are derived from patient_id, study_date, study_id,
     accession_number, series_number and instance_number, so the same call writes the same bytes.
-    `pixel_spacing_mm` is (row, column) spacing; `window` is (center, width) stored as the VOI window.
+    `pixel_spacing_mm` is (row, column) spacing; `window` is (center, width) stored as the VOI window (DX files
+    always get one: the full stored range when not given). view_position "PA"/"AP" also sets PatientOrientation L\\F.
+    CR, DX and CT files pass dicom3tools' dciodvfy without errors.
     """
     from pydicom.dataset import Dataset
 
@@ -130,9 +132,12 @@ def write_dicom_image(
         series_description=series_description,
     )
     ds.BodyPartExamined = body_part
-    ds.ViewPosition = view_position
+    projection = modality in ("CR", "DX")
+    if projection:
+        ds.ViewPosition = view_position
     ds.InstanceNumber = instance_number
-    ds.PatientOrientation = ""
+    # Radiographs displayed as usual (PA and AP alike): columns run to the patient's left, rows to the feet.
+    ds.PatientOrientation = ["L", "F"] if view_position in ("PA", "AP") else ""
     ds.ImageType = ["DERIVED", "PRIMARY"]
     if modality == "DX":
         ds.PresentationIntentType = "FOR PRESENTATION"
@@ -143,7 +148,17 @@ def write_dicom_image(
         ds.RescaleType = "US"
         ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
         ds.BurnedInAnnotation = "NO"
+        ds.LossyImageCompression = "00"
         ds.DetectorType = "DIRECT"
+        ds.ImageLaterality = "U"  # unpaired body part (chest)
+        ds.PositionerType = ""
+        ds.AnatomicRegionSequence = _anatomic_region(body_part)
+        ds.AcquisitionContextSequence = []
+        if (
+            window is None
+        ):  # a DX image for presentation must carry a window: default to the full stored range
+            bits = bits_stored or 8 * pixels.dtype.itemsize
+            window = (2 ** (bits - 1), 2**bits)
     if modality == "OT" or SOP_CLASS_BY_MODALITY[modality] == SOP_CLASS_BY_MODALITY["OT"]:
         ds.ConversionType = "SYN"  # synthetic image
     if pixel_spacing_mm is not None:
@@ -311,6 +326,21 @@ def ras_affine(spacing_mm: Sequence[float], origin_mm: Sequence[float] = (0.0, 0
 
 # [d, h, w, 1] = DHW_FROM_IJK @ [i, j, k, 1] with (i, j, k) = (w, h, d); it is its own inverse.
 DHW_FROM_IJK = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+
+
+# BodyPartExamined -> SNOMED CT code of the anatomic region (DICOM CID 4031), for the DX AnatomicRegionSequence.
+ANATOMIC_REGION_CODES: dict[str, tuple[str, str]] = {"CHEST": ("51185008", "Thorax")}
+
+
+def _anatomic_region(body_part: str) -> list:
+    from pydicom.dataset import Dataset
+
+    if body_part not in ANATOMIC_REGION_CODES:
+        return []
+    item = Dataset()
+    item.CodeValue, item.CodeMeaning = ANATOMIC_REGION_CODES[body_part]
+    item.CodingSchemeDesignator = "SCT"
+    return [item]
 
 
 def _check_pixels(path: str | os.PathLike, pixels: np.ndarray, photometric: str) -> None:
