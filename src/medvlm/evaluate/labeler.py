@@ -513,12 +513,12 @@ class RuleLabeler:
 def build_labeler(backend: str = "rules", weights: str | Path | None = None, **options) -> LabelerBackend:
     """The labeler named `backend` ("rules", "chexbert", "radgraph"); model backends need local `weights`."""
     if backend == "rules":
+        if weights is not None or options:
+            raise ValueError("the rules backend takes no weights or options; use --backend chexbert for a model")
         return RuleLabeler()
     if backend == "chexbert":
         if weights is None:
             raise ValueError("the chexbert backend needs --weights PATH (a local CheXbert checkpoint, chexbert.pth)")
-        from medvlm.evaluate.chexbert import CheXbertLabeler
-
         return CheXbertLabeler(weights, **options)
     if backend == "radgraph":
         raise NotImplementedError(
@@ -526,6 +526,130 @@ def build_labeler(backend: str = "rules", weights: str | Path | None = None, **o
             "--weights chexbert.pth"
         )
     raise ValueError(f"unknown labeler backend {backend!r}; choose one of: rules, chexbert, radgraph")
+
+
+# --- CheXbert backend (a user's local checkpoint; nothing is downloaded) ----------------------------------
+
+# CheXbert's head order and class ids (stanfordmlgroup/CheXbert src/constants.py): 13 heads with
+# 0 blank, 1 positive, 2 negative, 3 uncertain, then a 2-class "No Finding" head (0 blank, 1 positive).
+CHEXBERT_CONDITIONS: tuple[str, ...] = (
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+    "No Finding",
+)
+_CHEXBERT_CLASSES = ("not_mentioned", "positive", "negative", "uncertain")
+
+
+def _bert_config_from_state(state: dict, num_attention_heads: int | None = None):
+    """A BertConfig whose sizes match the encoder weights in `state` (keys start with "bert.")."""
+    from transformers import BertConfig
+
+    word = state["bert.embeddings.word_embeddings.weight"]
+    layers = {int(k.split(".")[3]) for k in state if k.startswith("bert.encoder.layer.")}
+    hidden = word.shape[1]
+    return BertConfig(
+        vocab_size=word.shape[0],
+        hidden_size=hidden,
+        num_hidden_layers=len(layers),
+        num_attention_heads=num_attention_heads or max(1, hidden // 64),
+        intermediate_size=state["bert.encoder.layer.0.intermediate.dense.weight"].shape[0],
+        max_position_embeddings=state["bert.embeddings.position_embeddings.weight"].shape[0],
+        type_vocab_size=state["bert.embeddings.token_type_embeddings.weight"].shape[0],
+    )
+
+
+class CheXbertLabeler:
+    """CheXbert (Smit et al. 2020) from a local checkpoint: a BERT encoder and 14 linear heads on [CLS].
+
+    `weights`: the CheXbert `.pth` file; its state dict sits under "model_state_dict" with "module." prefixes
+    (DataParallel), loaded with `torch.load(weights_only=True)`. `tokenizer`: a folder or `vocab.txt` of the
+    bert-base-uncased WordPiece vocabulary; default: `vocab.txt` beside the weights. Reports are cut at 512
+    tokens as in CheXbert. The encoder's sizes are read from the weights; `num_attention_heads` defaults to
+    hidden_size / 64 (12 for bert-base).
+    """
+
+    name = "chexbert"
+
+    def __init__(
+        self,
+        weights: str | Path,
+        tokenizer: str | Path | None = None,
+        device: str = "cpu",
+        batch_size: int = 16,
+        num_attention_heads: int | None = None,
+    ):
+        import torch
+        from torch import nn
+        from transformers import BertModel, BertTokenizer
+
+        weights = Path(weights)
+        if not weights.is_file():
+            raise FileNotFoundError(f"CheXbert weights not found: {weights} (pass --weights PATH to chexbert.pth)")
+        checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+        state = checkpoint.get("model_state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+        if not isinstance(state, dict) or "module.bert.embeddings.word_embeddings.weight" not in state and (
+            "bert.embeddings.word_embeddings.weight" not in state
+        ):
+            raise ValueError(f"{weights}: not a CheXbert checkpoint (expected a state dict under 'model_state_dict' "
+                             "with bert.* encoder and linear_heads.* weights)")
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+
+        tokenizer_path = Path(tokenizer) if tokenizer is not None else weights.parent / "vocab.txt"
+        if tokenizer_path.is_dir():
+            self.tokenizer = BertTokenizer.from_pretrained(str(tokenizer_path))
+        elif tokenizer_path.is_file():
+            self.tokenizer = BertTokenizer(vocab=str(tokenizer_path), do_lower_case=True)
+        else:
+            raise FileNotFoundError(f"no tokenizer at {tokenizer_path}: pass a folder or vocab.txt with the "
+                                    "bert-base-uncased vocabulary (CLI: --tokenizer PATH)")
+
+        config = _bert_config_from_state(state, num_attention_heads)
+        model = nn.Module()
+        model.bert = BertModel(config, add_pooling_layer="bert.pooler.dense.weight" in state)
+        n_heads = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("linear_heads."))
+        if n_heads != len(CHEXBERT_CONDITIONS):
+            raise ValueError(f"{weights}: {n_heads} linear heads, CheXbert has {len(CHEXBERT_CONDITIONS)}")
+        model.linear_heads = nn.ModuleList(
+            nn.Linear(config.hidden_size, state[f"linear_heads.{i}.weight"].shape[0]) for i in range(n_heads)
+        )
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        # Old checkpoints lack buffers that newer transformers add (position_ids); weights must all be there.
+        missing = [k for k in missing if not k.endswith("position_ids")]
+        if missing or unexpected:
+            raise ValueError(f"{weights}: weights do not fit CheXbert (missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]})")
+        self.model = model.to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+
+    def label(self, texts: Sequence[str]) -> list[dict[str, str]]:
+        import torch
+
+        rows: list[dict[str, str]] = []
+        for i in range(0, len(texts), self.batch_size):
+            batch = [" ".join(t.split()) for t in texts[i : i + self.batch_size]]
+            encoded = self.tokenizer(batch, padding=True, truncation=True, max_length=512, return_tensors="pt")
+            with torch.no_grad():
+                hidden = self.model.bert(
+                    input_ids=encoded["input_ids"].to(self.device),
+                    attention_mask=encoded["attention_mask"].to(self.device),
+                ).last_hidden_state[:, 0]  # (batch, hidden): the [CLS] vector
+                classes = torch.stack([head(hidden).argmax(dim=1) for head in self.model.linear_heads], dim=1)
+            for row in classes.tolist():
+                by_name = {obs: _CHEXBERT_CLASSES[c] for obs, c in zip(CHEXBERT_CONDITIONS, row, strict=True)}
+                rows.append({obs: by_name[obs] for obs in CHEXPERT_OBSERVATIONS})
+        return rows
 
 
 # --- reading report files (used by `medvlm label`) ---------------------------------------------------------
@@ -597,16 +721,20 @@ def label_file(
     field: str = "text",
     backend: str = "rules",
     weights: str | Path | None = None,
+    tokenizer: str | Path | None = None,
     batch_size: int = 256,
     progress: bool = False,
 ) -> dict[str, dict[str, int]]:
-    """Label every report in `path` and write `out` as JSONL {"id", "chexpert": {obs: label}}; return prevalence."""
+    """Label every report in `path` and write `out` as JSONL {"id", "chexpert": {obs: label}}; return prevalence.
+
+    `weights` / `tokenizer` are for model backends (chexbert). `progress` shows a tqdm bar.
+    """
     from tqdm import tqdm
 
     from medvlm.fileio import atomic_write_jsonl
 
     reports = read_reports(path, field)
-    labeler = build_labeler(backend, weights)
+    labeler = build_labeler(backend, weights, **({"tokenizer": tokenizer} if tokenizer is not None else {}))
     labels: list[dict[str, str]] = []
     with tqdm(total=len(reports), desc="labelling", unit="report", disable=not progress) as bar:
         for i in range(0, len(reports), batch_size):
