@@ -122,6 +122,23 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         mask = image_mask.unsqueeze(-1).expand_as(inputs_embeds)
         return inputs_embeds.masked_scatter(mask, image_features.to(inputs_embeds.dtype).reshape(-1))
 
+    def embed_inputs(
+        self,
+        input_ids: torch.LongTensor,
+        pixel_values: torch.Tensor | None = None,
+        vision_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """input_ids (batch, seq) -> inputs_embeds (batch, seq, text_dim) with the images at their image tokens.
+
+        Generating from these embeddings (`generate(inputs_embeds=..., attention_mask=...)`) lets HF expand a batch
+        for beam search or several samples per prompt without knowing which images belong to which sample.
+        """
+        inputs_embeds = self.get_input_embeddings()(input_ids)
+        if pixel_values is None and vision_features is None:
+            return inputs_embeds
+        image_features = self.get_image_features(pixel_values, vision_features)
+        return self._splice_images(input_ids, inputs_embeds, image_features)
+
     # --- forward ------------------------------------------------------------------------------------------
     def forward(
         self,
@@ -146,16 +163,13 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         if pixel_values is not None and vision_features is not None:
             raise ValueError("give pixel_values or vision_features, not both")
         if inputs_embeds is None:
-            inputs_embeds = self.get_input_embeddings()(input_ids)
-            has_images = pixel_values is not None or vision_features is not None
-            if has_images:
-                image_features = self.get_image_features(pixel_values, vision_features)
-                inputs_embeds = self._splice_images(input_ids, inputs_embeds, image_features)
-            elif past_key_values is None or past_key_values.get_seq_length() == 0:
+            no_images = pixel_values is None and vision_features is None
+            if no_images and (past_key_values is None or past_key_values.get_seq_length() == 0):
                 if bool((input_ids == self.config.image_token_id).any()):
                     raise ValueError(
                         "input_ids hold image tokens but neither pixel_values nor vision_features were given"
                     )
+            inputs_embeds = self.embed_inputs(input_ids, pixel_values, vision_features)
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -172,13 +186,18 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         self,
         input_ids: torch.LongTensor,
         past_key_values: Any | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         vision_features: torch.Tensor | None = None,
         is_first_iteration: bool | None = False,
         **kwargs: Any,
     ) -> dict[str, Any]:
         model_inputs = super().prepare_inputs_for_generation(
-            input_ids, past_key_values=past_key_values, is_first_iteration=is_first_iteration, **kwargs
+            input_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            is_first_iteration=is_first_iteration,
+            **kwargs,
         )
         # Images enter once, at prefill; later steps find them in the KV cache.
         if is_first_iteration or not kwargs.get("use_cache", True):

@@ -1,0 +1,143 @@
+"""Answer a questions file in batches: resumable, shardable, one JSON line per answer.
+
+    summary = predict(model, processor, "test.jsonl", "answers.jsonl", image_folder="images", batch_size=16)
+
+- Batches are left-padded and generated together (see medvlm.infer.generate).
+- Resumable: question ids already in the output file are skipped; each batch's answers are appended and fsynced
+  (`medvlm.records.append_answers`), so an interrupted run loses at most the batch in flight, and a line cut off
+  by the interruption is dropped on the next run (`resume_answers`).
+- Shardable: `num_chunks` / `chunk_idx` take one of `num_chunks` contiguous, near-equal slices of the questions in
+  file order (LLaVA's get_chunk), so N processes with chunk_idx 0..N-1 answer every question exactly once.
+- Answer lines: {question_id, prompt, text, answer_id, model_id, metadata} (LLaVA) plus the question's `reference`
+  and `answer_type` when it has them, so that evaluation needs no join with the questions file. `metadata` holds
+  the question's other keys. answer_id is derived from model_id and question_id (reruns write the same lines).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from medvlm.data.processor import MedVLMProcessor
+from medvlm.infer.generate import generate_samples
+from medvlm.infer.options import GenerationOptions
+from medvlm.records import (
+    AnswerRecord,
+    QuestionRecord,
+    append_answers,
+    load_questions,
+    resolve_path,
+    resume_answers,
+)
+
+
+@dataclass
+class PredictSummary:
+    """What a predict run did: questions in its chunk, already answered before it, answered now, seconds."""
+
+    out_path: str
+    questions_in_chunk: int
+    already_answered: int
+    answered: int
+    seconds: float
+
+    def table(self) -> str:
+        rows = [
+            ("output", self.out_path),
+            ("questions in chunk", self.questions_in_chunk),
+            ("already answered (skipped)", self.already_answered),
+            ("answered now", self.answered),
+            ("seconds", f"{self.seconds:.1f}"),
+            ("answers / s", f"{self.answered / self.seconds:.2f}" if self.seconds > 0 else "-"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def get_chunk(items: Sequence, num_chunks: int, chunk_idx: int) -> list:
+    """Slice `chunk_idx` of `num_chunks` contiguous slices of ceil(len / num_chunks) items (the last ones may be
+    shorter or empty). The union over chunk_idx = 0..num_chunks-1 is `items`, in order, each once."""
+    if num_chunks < 1 or not 0 <= chunk_idx < num_chunks:
+        raise ValueError(f"need num_chunks >= 1 and 0 <= chunk_idx < num_chunks, got {num_chunks}, {chunk_idx}")
+    size = math.ceil(len(items) / num_chunks) if items else 0
+    return list(items[chunk_idx * size:(chunk_idx + 1) * size])
+
+
+def answer_id(model_id: str, question_id) -> str:
+    """A stable id for the answer of `model_id` to `question_id` (LLaVA uses a random shortuuid)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"medvlm:{model_id}:{question_id!r}").hex[:22]
+
+
+def _question_images(question: QuestionRecord, image_folder, questions_file, where: str) -> list[Path]:
+    if question.image3d is not None or question.prior_image is not None:
+        field = "image3d" if question.image3d is not None else "prior"
+        raise ValueError(f"{where}: field {field!r} needs a 3D or temporal connector, which this model does not "
+                         "have; remove the field from the questions or use such a model")
+    return [resolve_path(p, image_folder, questions_file) for p in question.images]
+
+
+def predict(
+    model,
+    processor: MedVLMProcessor,
+    questions: str | os.PathLike | Sequence[QuestionRecord],
+    out_path: str | os.PathLike,
+    *,
+    image_folder: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    num_chunks: int = 1,
+    chunk_idx: int = 0,
+    model_id: str = "medvlm",
+    options: GenerationOptions | None = None,
+    progress: bool = True,
+) -> PredictSummary:
+    """Answer `questions` (a questions file, or QuestionRecords) into JSONL `out_path`; see the module docstring.
+
+    Relative image paths resolve against image_folder, else against the questions file's folder (or the current
+    folder for records given directly).
+    """
+    options = options or GenerationOptions()
+    if options.num_return_sequences != 1:
+        raise ValueError("predict writes one answer per question: use num_return_sequences=1")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    started = time.perf_counter()
+    questions_file = Path(questions) if isinstance(questions, (str, os.PathLike)) else Path("questions")
+    records = load_questions(questions) if isinstance(questions, (str, os.PathLike)) else list(questions)
+    chunk = get_chunk(records, num_chunks, chunk_idx)
+    done = {a.question_id for a in resume_answers(out_path)}
+    todo = [q for q in chunk if q.question_id not in done]
+
+    model.eval()
+    answered = 0
+    bar = tqdm(total=len(todo), desc="predict", unit="q", disable=not progress)
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
+        samples = []
+        for q in batch:
+            where = f"{questions_file} question {q.question_id!r}"
+            images = _question_images(q, image_folder, questions_file, where)
+            samples.append(processor.encode(
+                [{"from": "human", "value": q.text_with_placeholders()}], images,
+                add_generation_prompt=True, where=where,
+            ))
+        texts = generate_samples(model, processor, samples, options)
+        append_answers(out_path, [
+            AnswerRecord(
+                question_id=q.question_id, text=t[0], prompt=q.text, reference=q.reference,
+                answer_type=q.answer_type, answer_id=answer_id(model_id, q.question_id), model_id=model_id,
+                metadata=dict(q.metadata),
+            )
+            for q, t in zip(batch, texts, strict=True)
+        ])
+        answered += len(batch)
+        bar.update(len(batch))
+    bar.close()
+    return PredictSummary(str(out_path), len(chunk), len(chunk) - len(todo), answered,
+                          time.perf_counter() - started)
