@@ -58,7 +58,7 @@ def test_dicom_series_round_trip_sorts_by_position_not_by_file_name(tmp_path):
         path.rename(path.with_name(f"IM{len(paths) - i:03d}"))
     volume = load_volume(tmp_path / "ct")
     np.testing.assert_array_equal(volume.voxels, hu)
-    assert volume.spacing_mm == pytest.approx((2.5, 0.7, 0.8))
+    assert volume.spacing_mm == (2.5, 0.7, 0.8)
     assert volume.meta.modality == "CT" and volume.meta.number_of_slices == 5
     assert volume.meta.source_orientation == "LPS" and volume.meta.format == "dicom-series"
     nifti = load_volume(write_nifti(tmp_path / "ct.nii", hu, (2.5, 0.7, 0.8), origin_mm=(-10, 5, 30)))
@@ -85,7 +85,7 @@ def test_series_from_real_ct_slices(tmp_path, dicom_testdata):
     volume = load_volume(tmp_path / "series")
     hu = pydicom.dcmread(source).pixel_array.astype(np.float32) - 1024
     assert volume.voxels.shape == (3, 128, 128)
-    assert volume.spacing_mm == pytest.approx((5.0, 0.661468, 0.661468))
+    assert volume.spacing_mm == (5.0, 0.661468, 0.661468)
     np.testing.assert_array_equal(volume.voxels[1], hu[::-1, ::-1])  # stored rows run anterior -> posterior
     assert volume.meta.extra["ignored_files"] == ["README.txt"]
 
@@ -130,3 +130,14 @@ def test_truncated_nifti_names_the_file(tmp_path, nibabel_testdata):
     (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(MedicalImageError, match=r"cut\.nii\.gz: .*truncated or corrupt"):
         load_volume(tmp_path / "cut.nii.gz", volume_index=0)
+
+
+def test_voxel_limit_is_checked_before_reading_data(tmp_path, nibabel_testdata):
+    with pytest.raises(MedicalImageError, match=r"anatomical\.nii: 33 x 41 x 25 = 33825 voxels exceeds"):
+        load_volume(nibabel_testdata / "anatomical.nii", max_voxels=30_000)
+    np.save(tmp_path / "v.npy", np.zeros((4, 4, 4), np.uint8))
+    with pytest.raises(MedicalImageError, match="64 voxels exceeds the limit of 63"):
+        load_volume(tmp_path / "v.npy", max_voxels=63)
+    write_dicom_series(tmp_path / "ct", np.zeros((4, 4, 4)), (1, 1, 1))
+    with pytest.raises(MedicalImageError, match="64 voxels exceeds"):
+        load_volume(tmp_path / "ct", max_voxels=63)

@@ -151,3 +151,17 @@ def test_written_dicom_files_read_strictly_and_with_an_independent_parser(tmp_pa
         reader.SetFileName(str(path))
         assert reader.Read(), path
         assert reader.GetImage().GetDimension(0) in (40, 4)
+
+
+def test_written_radiograph_loads_back_with_its_metadata(tmp_path):
+    from medvlm.imaging import load_image
+
+    pixels = _gradient16()
+    path = write_dicom_image(
+        tmp_path / "dx.dcm", pixels, modality="DX", photometric="MONOCHROME1", pixel_spacing_mm=(0.2, 0.25)
+    )
+    raw = load_image(path, apply_voi=False)
+    assert raw.meta.modality == "DX" and raw.meta.spacing_mm == (0.2, 0.25) and raw.meta.bits_stored == 16
+    np.testing.assert_array_equal(raw.pixels, 65535 - pixels)  # MONOCHROME1 comes back as MONOCHROME2
+    shown = load_image(path)
+    assert shown.meta.voi == "window 32768/65536" and 0.0 <= shown.pixels.min() <= shown.pixels.max() <= 1.0

@@ -2,7 +2,7 @@
 
 Pixel pipeline of `load_dicom_image`, in DICOM's own order:
 1. decode the stored values (compressed transfer syntaxes need a codec plugin: pylibjpeg, pyjpegls or gdcm,
-   installed by `pip install 'medvlm[dicom-codecs]'`); colour (YBR, palette) becomes RGB uint8;
+   installed by `pip install 'medvlm[dicom-codecs]'`); colour (YBR, palette) becomes RGB (uint8 for 8-bit data);
 2. modality LUT: RescaleSlope / RescaleIntercept (e.g. CT stored values -> HU); result float32 when the rescale is
    not the identity, else the stored integer dtype;
 3. with `apply_voi=True` (the default, for display): the VOI LUT sequence if present, else the first
@@ -127,11 +127,11 @@ def check_pixel_budget(path: str | os.PathLike, ds, max_pixels: int) -> int:
 
 def _sop_class_name(ds) -> str:
     uid = ds.get("SOPClassUID")
-    return "unknown" if uid is None else f"{uid.name}" if uid.name != str(uid) else str(uid)
+    return "unknown" if uid is None else str(uid.name)  # the UID itself when pydicom has no name for it
 
 
 def decode_pixels(path: str | os.PathLike, ds, index: int | None) -> np.ndarray:
-    """Stored values of frame `index` (None: all frames); colour as RGB uint8. Errors name the file."""
+    """Stored values of frame `index` (None: all frames); colour as RGB. Errors name the file."""
     from pydicom.pixels import apply_color_lut, pixel_array
 
     problem = missing_decoder(ds)

@@ -77,7 +77,7 @@ def load_volume(
     volume_index: for 4D NIfTI (e.g. fMRI), which volume to return; without it a 4D file is an error.
     spacing_mm: (z, y, x) for .npy (which stores none; default 1 mm); refused for other formats, which carry theirs.
     series_uid: pick one series from a folder that holds several (otherwise they are listed in the error).
-    max_voxels: DICOM series are refused beyond this many voxels (decompression-bomb guard).
+    max_voxels: volumes with more voxels (D*H*W) are refused before their data is read (decompression-bomb guard).
     """
     path = Path(path)
     if not path.exists():
@@ -89,10 +89,10 @@ def load_volume(
             path, sorted(p for p in path.iterdir() if p.is_file()), series_uid, max_voxels
         )
     if _magic(path) == NUMPY_MAGIC:
-        return _load_npy(path, spacing_mm or (1.0, 1.0, 1.0))
+        return _load_npy(path, spacing_mm or (1.0, 1.0, 1.0), max_voxels)
     if is_dicom_file(path):
         return _load_dicom_series(path, [path], series_uid, max_voxels)
-    return _load_nibabel(path, volume_index)
+    return _load_nibabel(path, volume_index, max_voxels)
 
 
 def _magic(path: Path) -> bytes:
@@ -116,7 +116,17 @@ def _axcodes(affine_ijk: np.ndarray) -> str:
     return "".join(code or "?" for code in aff2axcodes(affine_ijk))
 
 
-def _load_nibabel(path: Path, volume_index: int | None) -> Volume:
+def _check_voxel_budget(path: Path, shape: tuple[int, ...], max_voxels: int) -> None:
+    count = int(np.prod(shape[:3], dtype=np.int64))
+    if count > max_voxels:
+        raise file_error(
+            path,
+            f"{' x '.join(map(str, shape[:3]))} = {count} voxels exceeds the limit of {max_voxels} "
+            "(decompression-bomb guard); pass a larger max_voxels if you trust this file",
+        )
+
+
+def _load_nibabel(path: Path, volume_index: int | None, max_voxels: int) -> Volume:
     import nibabel as nib
 
     try:
@@ -128,6 +138,7 @@ def _load_nibabel(path: Path, volume_index: int | None) -> Volume:
             "series folder, a DICOM file, .npy (and, as 2D images, PNG/JPEG/TIFF/BMP); truncated or corrupt?",
         ) from exc
     shape = tuple(int(s) for s in image.shape)
+    _check_voxel_budget(path, shape, max_voxels)
     try:
         if len(shape) == 3:
             if volume_index not in (None, 0):
@@ -171,9 +182,13 @@ def _load_nibabel(path: Path, volume_index: int | None) -> Volume:
     return Volume(voxels, (spacing_xyz[2], spacing_xyz[1], spacing_xyz[0]), "RAS", affine, meta)
 
 
-def _load_npy(path: Path, spacing_mm: tuple[float, float, float]) -> Volume:
+def _load_npy(path: Path, spacing_mm: tuple[float, float, float], max_voxels: int) -> Volume:
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(path, allow_pickle=False, mmap_mode="r")  # header only, until the budget check passes
+        _check_voxel_budget(path, data.shape, max_voxels)
+        data = np.array(data)
+    except MedicalImageError:
+        raise
     except Exception as exc:
         raise file_error(
             path, f"cannot read the .npy array ({type(exc).__name__}: {exc}); truncated or corrupt?"
@@ -285,16 +300,15 @@ def _load_dicom_series(source: Path, files: list[Path], series_uid: str | None, 
         step = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
         slice_axis = normal * step
     rows, cols = int(first.Rows), int(first.Columns)
-    if rows * cols * len(placed) > max_voxels:
-        raise file_error(
-            source, f"{len(placed)} slices of {rows}x{cols} exceed the limit of {max_voxels} voxels"
-        )
+    _check_voxel_budget(source, (len(placed), rows, cols), max_voxels)
     slices, transfer_syntaxes = [], set()
     for _, _, f in placed:
         ds = read_dataset(f)
         if check_pixel_budget(f, ds, max_voxels) != 1:
             raise file_error(
-                f, "multi-frame DICOM files are not supported in a series; pass single-slice files"
+                f,
+                "multi-frame DICOM files are not read as volumes (only single-slice series); "
+                "use load_image(path, frames='all') for their frames",
             )
         stored = decode_pixels(f, ds, index=None)
         if stored.ndim != 2:
@@ -309,7 +323,8 @@ def _load_dicom_series(source: Path, files: list[Path], series_uid: str | None, 
     affine_lps[:3, 3] = placed[0][1]
     affine_ijk = LPS_TO_RAS @ affine_lps
     voxels, affine, _ = _canonical(stack.transpose(2, 1, 0), affine_ijk)
-    spacing = tuple(float(np.linalg.norm(affine[:3, axis])) for axis in range(3))
+    # rounded to 1e-6 mm so that 0.7 mm pixels read back as 0.7, not 0.7000000000000001
+    spacing = tuple(round(float(np.linalg.norm(affine[:3, axis])), 6) for axis in range(3))
     meta = VolumeMeta(
         source_path=str(source),
         format="dicom-series",
