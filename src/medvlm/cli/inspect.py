@@ -1,8 +1,10 @@
 """Show what medvlm sees in an image, DICOM file, NIfTI / .npy volume or DICOM series folder.
 
 Prints the kind (image2d, dicom, volume, series), shape, stored dtype, value range (HU for CT, no display
-window applied), spacing, modality, photometric interpretation, DICOM transfer syntax and the number of
-frames or slices. Volumes are described after reorientation to RAS (shape is D x H x W).
+window applied, MONOCHROME1 inverted as medvlm loads it), spacing, modality, photometric interpretation,
+DICOM transfer syntax and the number of frames or slices. Volumes are described after reorientation to RAS
+(shape is D x H x W); a 4D NIfTI is described by its first volume.
+Python: medvlm.imaging.inspect_file(path) returns the same information as a dict.
 
 examples:
   medvlm inspect chest.dcm
