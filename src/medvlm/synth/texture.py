@@ -62,6 +62,14 @@ def smooth_noise(rng: np.random.Generator, shape: Sequence[int], cells: Sequence
     return np.ascontiguousarray(field, dtype=np.float32)
 
 
+def layered_noise(rng: np.random.Generator, shape: Sequence[int], cells: int) -> np.ndarray:
+    """Two octaves of `smooth_noise` (cells and 2.3 x cells), which hides the lattice's axis-aligned
+    blockiness when the field is thresholded into shapes; roughly in [-1, 1], float32."""
+    coarse = smooth_noise(rng, shape, max(1, int(cells)))
+    fine = smooth_noise(rng, shape, max(2, int(round(2.3 * cells))))
+    return (coarse * np.float32(0.75) + fine * np.float32(0.35)).astype(np.float32)
+
+
 def box_blur(image: np.ndarray, radius: int, axes: Sequence[int] = (0, 1)) -> np.ndarray:
     """Mean over a (2 radius + 1) window along each of `axes`, edges replicated (float32); radius 0 is a copy."""
     out = np.asarray(image, dtype=np.float32)
