@@ -465,5 +465,6 @@ def evaluate_classification_file(predictions_path: str | os.PathLike, labels_pat
     correct = stats.correct()
     write_outputs(metrics, pairs, [{"correct": float(c)} for c in correct], correct, out_path=out_path,
                   csv_path=csv_path, html_path=html_path, title=f"Classification: {os.fspath(predictions_path)}",
-                  chart=("F1 per class", {c: v["f1"] for c, v in metrics["per_class"].items()}))
+                  chart=("F1 per class", {c: v["f1"] for c, v in metrics["per_class"].items()}),
+                  score_name="correctness (1 = right)")
     return metrics

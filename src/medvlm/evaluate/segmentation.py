@@ -219,5 +219,6 @@ def evaluate_segmentation_files(predictions: str | os.PathLike, targets: str | o
     rows = [Pair(cid, str(p), str(t)) for cid, p, t in pairs]
     write_outputs(metrics, rows, stats.per_sample(), stats.score(), out_path=out_path, csv_path=csv_path,
                   html_path=html_path, title=f"Segmentation: {os.fspath(predictions)}",
-                  chart=("Dice per class", {n: metrics[f"dice_{n}"] for n in stats.class_names}))
+                  chart=("Dice per class", {n: metrics[f"dice_{n}"] for n in stats.class_names}),
+                  score_name="mean Dice over classes")
     return metrics

@@ -328,5 +328,6 @@ def evaluate_vqa_file(answers_path: str | os.PathLike, references_path: str | os
     if bootstrap:
         metrics["ci95"] = bootstrap_ci([stats], len(stats), replicates=bootstrap, seed=seed)
     write_outputs(metrics, pairs, stats.per_sample(), stats.score(), out_path=out_path, csv_path=csv_path,
-                  html_path=html_path, title=f"VQA metrics: {os.fspath(answers_path)}")
+                  html_path=html_path, title=f"VQA metrics: {os.fspath(answers_path)}",
+                  score_name="token F1 (OPEN) or strict hit (CLOSED)")
     return metrics
