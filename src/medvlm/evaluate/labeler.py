@@ -589,13 +589,13 @@ class CheXbertLabeler:
         batch_size: int = 16,
         num_attention_heads: int | None = None,
     ):
+        weights = Path(weights)
+        if not weights.is_file():
+            raise FileNotFoundError(f"CheXbert weights not found: {weights} (pass --weights PATH to chexbert.pth)")
         import torch
         from torch import nn
         from transformers import BertModel, BertTokenizer
 
-        weights = Path(weights)
-        if not weights.is_file():
-            raise FileNotFoundError(f"CheXbert weights not found: {weights} (pass --weights PATH to chexbert.pth)")
         checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
         state = checkpoint.get("model_state_dict", checkpoint) if isinstance(checkpoint, dict) else None
         if not isinstance(state, dict) or "module.bert.embeddings.word_embeddings.weight" not in state and (
