@@ -176,8 +176,9 @@ def report_statistics(predictions: Sequence[str], references: Sequence[str], *, 
     per_sample: dict[str, np.ndarray] = {}
 
     families["nlg"] = nlg = nlg_statistics(predictions, references)
-    for key, values in _nlg_per_sample(nlg).items():
-        per_sample[key] = values
+    per_sample["bleu4"] = nlg.per_sample_bleu4  # sentence BLEU-4, as pycocoevalcap's per-image list
+    per_sample["rouge_l"] = nlg.per_sample_rouge_l
+    per_sample["cider"] = nlg.per_sample_cider
     if meteor:
         from medvlm.evaluate.meteor import meteor_statistics
 
@@ -195,16 +196,6 @@ def report_statistics(predictions: Sequence[str], references: Sequence[str], *, 
     families["temporal"] = temporal = temporal_statistics(predictions, references)
     per_sample["temporal_f1"] = np.asarray(temporal.f1, dtype=float)
     return ReportStatistics(families, per_sample)
-
-
-def _nlg_per_sample(nlg: Any) -> dict[str, np.ndarray]:
-    """Per-sample NLG scores where the NLG statistics offer them (sentence BLEU-4, ROUGE-L, CIDEr-D)."""
-    per_sample = getattr(nlg, "per_sample", None)
-    if callable(per_sample):
-        per_sample = per_sample()
-    if not isinstance(per_sample, Mapping):
-        return {}
-    return {k: np.asarray(v, dtype=float) for k, v in per_sample.items()}
 
 
 def report_metrics(predictions: Sequence[str], references: Sequence[str], *, bootstrap: int = 0, seed: int = 0,
