@@ -1,0 +1,109 @@
+"""MedVLMProcessor: image tensors, <image> expansion, label masking, truncation, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from medvlm.data.processor import IGNORE_INDEX, MedVLMProcessor
+
+CONVERSATION = [
+    {"from": "human", "value": "<image>\nIs there an effusion?"},
+    {"from": "gpt", "value": "Yes, on the left."},
+    {"from": "human", "value": "How large?"},
+    {"from": "gpt", "value": "Small."},
+]
+
+
+def _learned_text(processor, sample) -> str:
+    ids = [i for i, label in zip(sample.input_ids, sample.labels, strict=True) if label != IGNORE_INDEX]
+    return processor.tokenizer.decode(ids)
+
+
+@pytest.mark.parametrize(("template", "learned"), [
+    ("chatml", "Yes, on the left.<|im_end|>Small.<|im_end|>"),
+    ("llava_v1", " Yes, on the left.</s> Small.</s>"),
+    ("mistral_instruct", " Yes, on the left.</s> Small.</s>"),
+])
+def test_only_assistant_tokens_are_learned(make_processor, template, learned):
+    processor = make_processor(template=template)
+    sample = processor.encode(CONVERSATION, [np.zeros((8, 8), np.uint8)])
+    assert _learned_text(processor, sample) == learned
+    for token, label in zip(sample.input_ids, sample.labels, strict=True):
+        if label != IGNORE_INDEX:
+            assert label == token
+
+
+def test_each_placeholder_becomes_image_seq_length_unlearned_image_tokens(make_processor):
+    processor = make_processor(image_seq_length=5)
+    sample = processor.encode(CONVERSATION, [np.zeros((8, 8), np.uint8)])
+    positions = [i for i, t in enumerate(sample.input_ids) if t == processor.image_token_id]
+    assert len(positions) == 5 and positions == list(range(positions[0], positions[0] + 5))
+    assert all(sample.labels[i] == IGNORE_INDEX for i in positions)
+    assert sample.pixel_values.shape == (1, 3, 16, 16)
+
+
+def test_missing_placeholders_are_prepended_and_wrong_counts_refused(make_processor):
+    processor = make_processor()
+    images = [np.zeros((8, 8), np.uint8)] * 2
+    sample = processor.encode([{"from": "human", "value": "Compare."}, {"from": "gpt", "value": "Stable."}], images)
+    assert sample.input_ids.count(processor.image_token_id) == 8
+    with pytest.raises(ValueError, match="record 7: the text has 1 <image> placeholder"):
+        processor.encode(CONVERSATION, images, where="record 7")
+
+
+def test_truncation_keeps_the_images_and_refuses_when_they_do_not_fit(make_processor):
+    long_answer = [{"from": "human", "value": "<image>\nDescribe."}, {"from": "gpt", "value": "effusion " * 200}]
+    image = [np.zeros((8, 8), np.uint8)]
+    sample = make_processor(max_length=40).encode(long_answer, image)
+    assert len(sample.input_ids) == len(sample.labels) == 40
+    assert sample.input_ids.count(make_processor().image_token_id) == 4
+    with pytest.raises(ValueError, match="beyond max_length=6"):
+        make_processor(max_length=6).encode(long_answer, image)
+
+
+def test_generation_prompt_has_no_labels_and_ends_before_the_answer(make_processor):
+    processor = make_processor()
+    prompt = processor.encode_prompt("Is there an effusion?", [np.zeros((8, 8), np.uint8)])
+    train = processor.encode(CONVERSATION[:2], [np.zeros((8, 8), np.uint8)])
+    assert prompt.labels is None
+    assert train.input_ids[: len(prompt.input_ids)] == prompt.input_ids
+
+
+def test_gray_becomes_three_channels_and_pad_keeps_the_aspect_ratio(make_processor):
+    processor = make_processor(image_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3, resize_mode="pad")
+    wide = np.full((8, 32), 255, np.uint8)  # white, 4x wider than tall
+    pixels = processor.preprocess_image(wide)
+    assert pixels.shape == (3, 16, 16)
+    assert torch.equal(pixels[0], pixels[1]) and torch.equal(pixels[0], pixels[2])
+    assert pixels[:, 0].abs().max() < 1e-5  # padding rows hold the mean colour -> 0
+    assert pixels[:, 8].min() > 0.99  # the image band in the middle stays white (1.0 after normalisation)
+    stretched = make_processor(image_size=16, resize_mode="stretch").preprocess_image(wide)
+    assert stretched.min() > 0.99
+
+
+def test_files_are_read_with_their_bit_depth(make_processor, tmp_path):
+    processor = make_processor(image_size=8, image_mean=[0.0] * 3, image_std=[1.0] * 3, resize_mode="stretch")
+    Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(tmp_path / "white16.png")
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(tmp_path / "gray_rgb.png")
+    assert torch.allclose(processor.preprocess_image(tmp_path / "white16.png"), torch.ones(3, 8, 8))
+    assert torch.allclose(processor.preprocess_image(tmp_path / "gray_rgb.png"), torch.full((3, 8, 8), 128 / 255))
+
+
+def test_save_and_load_give_the_same_encoding(make_processor, tmp_path):
+    processor = make_processor(template="llava_v1", system_prompt="Be brief.", max_length=99)
+    processor.save_pretrained(tmp_path)
+    loaded = MedVLMProcessor.from_pretrained(tmp_path)
+    assert loaded.config == processor.config
+    image = [np.arange(64, dtype=np.uint8).reshape(8, 8)]
+    a, b = processor.encode(CONVERSATION, image), loaded.encode(CONVERSATION, image)
+    assert a.input_ids == b.input_ids and a.labels == b.labels
+    assert torch.equal(a.pixel_values, b.pixel_values)
+
+
+def test_decode_stops_at_the_end_of_turn(make_processor):
+    processor = make_processor()
+    ids = processor.tokenizer("Small.<|im_end|>\nignored", add_special_tokens=False)["input_ids"]
+    assert processor.decode(ids) == "Small."

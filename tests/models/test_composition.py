@@ -1,0 +1,154 @@
+"""The composed model: connectors, image splicing, feature selection, save/load and Auto classes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForImageTextToText
+
+import medvlm
+from medvlm.api import save
+from medvlm.data.collator import collate
+from medvlm.models import MedVLMForConditionalGeneration
+from medvlm.models.connectors import CONNECTORS
+
+
+def _image(seed: int, shape=(40, 30)) -> np.ndarray:
+    return (np.random.default_rng(seed).random(shape) * 255).astype(np.uint8)
+
+
+def _qa(question: str, answer: str) -> list[dict]:
+    return [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+
+
+CONNECTOR_SETTINGS = {
+    "linear": ({}, 16),
+    "mlp2x_gelu": ({}, 16),
+    "spatial_pool": ({"stride": 2}, 4),  # 4x4 grid pooled by 2 -> 2x2
+    "attn_pool": ({"num_queries": 3, "num_heads": 4}, 3),
+}
+
+
+def test_every_connector_is_tested():
+    assert set(CONNECTOR_SETTINGS) == set(CONNECTORS)
+
+
+@pytest.mark.parametrize("connector_type", sorted(CONNECTOR_SETTINGS))
+def test_each_connector_composes_trains_and_knows_its_token_count(compose, connector_type):
+    settings, tokens_per_image = CONNECTOR_SETTINGS[connector_type]
+    model, processor = compose(connector_type=connector_type, connector_config=settings)
+    assert model.config.image_seq_length == processor.config.image_seq_length == tokens_per_image
+
+    sample = processor.encode(_qa("<image>\nIs the heart enlarged?", "yes"), [_image(0)])
+    assert sample.input_ids.count(processor.image_token_id) == tokens_per_image
+    batch = collate([sample], processor.tokenizer.pad_token_id)
+    out = model(**batch)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.connector.parameters())
+    assert model.get_image_features(batch["pixel_values"]).shape == (1, tokens_per_image, 64)
+
+
+def test_images_are_spliced_in_placeholder_order(compose):
+    model, processor = compose(connector_type="linear")
+    model.eval()
+    first, second = _image(1), _image(2)
+    sample = processor.encode(_qa("<image> then <image> compare", "no change"), [first, second])
+    batch = collate([sample], processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        embeds = model.embed_inputs(batch["input_ids"], batch["pixel_values"])
+        features = model.get_image_features(batch["pixel_values"])  # (2, 16, 64)
+    positions = (batch["input_ids"][0] == processor.image_token_id).nonzero().flatten()
+    torch.testing.assert_close(embeds[0, positions[:16]], features[0])
+    torch.testing.assert_close(embeds[0, positions[16:]], features[1])
+
+
+def test_several_images_per_sample_and_samples_without_images_batch_together(compose):
+    model, processor = compose()
+    samples = [
+        processor.encode(_qa("<image>\n<image>\nCompare.", "stable"), [_image(1), _image(2)]),
+        processor.encode(_qa("Any question?", "text only"), []),
+        processor.encode(_qa("<image>\nFindings?", "effusion"), [_image(3)]),
+    ]
+    batch = collate(samples, processor.tokenizer.pad_token_id)
+    assert batch["pixel_values"].shape[0] == 3
+    assert torch.isfinite(model(**batch).loss)
+
+
+def test_image_count_mismatch_is_a_clear_error(compose):
+    model, processor = compose()
+    sample = processor.encode(_qa("<image>\nFindings?", "none"), [_image(1)])
+    batch = collate([sample], processor.tokenizer.pad_token_id)
+    two_images = torch.cat([batch["pixel_values"]] * 2)
+    with pytest.raises(ValueError, match="16 image tokens but the images give 32 features"):
+        model(input_ids=batch["input_ids"], pixel_values=two_images)
+    with pytest.raises(ValueError, match="neither pixel_values nor vision_features"):
+        model(input_ids=batch["input_ids"])
+
+
+def test_cached_vision_features_give_the_same_logits_as_pixels(compose):
+    model, processor = compose()
+    model.eval()
+    batch = collate([processor.encode(_qa("<image>\nFindings?", "none"), [_image(4)])], processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        features = model.encode_images(batch["pixel_values"])  # what the alignment stage caches
+        from_pixels = model(input_ids=batch["input_ids"], pixel_values=batch["pixel_values"]).logits
+        from_cache = model(input_ids=batch["input_ids"], vision_features=features).logits
+    torch.testing.assert_close(from_pixels, from_cache)
+
+
+@pytest.mark.parametrize(
+    ("layer", "select", "tokens", "dim"),
+    [(-2, "drop_cls", 16, 32), (-1, "keep_cls", 17, 32), ([-2, -1], "drop_cls", 16, 64), (-1, "cls_only", 1, 32)],
+)
+def test_vision_feature_selection(compose, layer, select, tokens, dim):
+    model, processor = compose(connector_type="linear", vision_feature_layer=layer, vision_feature_select=select)
+    features = model.encode_images(torch.zeros(2, 3, 32, 32))
+    assert features.shape == (2, tokens, dim)
+    assert processor.config.image_seq_length == tokens
+
+
+def test_feature_selection_that_cannot_work_is_refused(compose, vit_config):
+    siglip = {**vit_config, "model_type": "siglip_vision_model"}
+    with pytest.raises(ValueError, match="needs a CLS token"):
+        compose(vision=siglip, vision_feature_select="keep_cls")
+    with pytest.raises(ValueError, match="does not take"):
+        compose(vision_feature_layer="all")
+    with pytest.raises(ValueError, match="square grid"):
+        compose(connector_type="spatial_pool", vision_feature_select="keep_cls")
+
+
+def test_layer_stack_has_one_entry_per_encoder_layer(compose):
+    model, _ = compose()
+    model.vision_tower.layer = "all"
+    assert model.encode_images(torch.zeros(1, 3, 32, 32)).shape == (1, 2, 16, 32)
+
+
+def test_save_and_load_give_identical_logits(compose, tmp_path):
+    model, processor = compose(connector_type="attn_pool", connector_config={"num_queries": 4})
+    model.eval()
+    save(model, processor, tmp_path / "model")
+    loaded, loaded_processor = medvlm.load(tmp_path / "model")
+    sample = processor.encode(_qa("<image>\nFindings?", "effusion"), [_image(5)])
+    assert loaded_processor.encode(_qa("<image>\nFindings?", "effusion"), [_image(5)]).input_ids == sample.input_ids
+    batch = collate([sample], processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, loaded(**batch).logits, rtol=0, atol=0)
+
+
+def test_auto_classes_load_a_saved_model(compose, tmp_path):
+    model, processor = compose()
+    save(model, processor, tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "medvlm"
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path)
+    assert isinstance(loaded, MedVLMForConditionalGeneration)
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_tiny_preset_trains_its_tokenizer_on_the_texts():
+    model, processor = medvlm.models.build_model("tiny", texts=["The heart is enlarged."] * 20)
+    assert processor.config.image_size == 64 and processor.config.template == "chatml"
+    assert model.config.text_config.vocab_size == len(processor.tokenizer)
+    assert processor.tokenizer.convert_ids_to_tokens(model.config.image_token_id) == "<image>"
