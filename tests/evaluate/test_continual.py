@@ -51,7 +51,7 @@ def test_json_and_csv_files_give_the_same_metrics(tmp_path):
     as_json.write_text(json.dumps({"tasks": ["cxr", "derm", "path"], "matrix": R, "baseline": BASELINE}))
     as_csv = tmp_path / "R.csv"
     as_csv.write_text("after,cxr,derm,path\n" + "".join(
-        f"{name},{','.join(map(str, row))}\n" for name, row in zip(["cxr", "derm", "path"], R)))
+        f"{name},{','.join(map(str, row))}\n" for name, row in zip(["cxr", "derm", "path"], R, strict=True)))
     from_json = evaluate_continual_file(as_json, tmp_path / "a.json")
     from_csv = evaluate_continual_file(as_csv, tmp_path / "b.json", baseline=BASELINE)
     for key in ("average_accuracy", "bwt", "forgetting", "fwt"):

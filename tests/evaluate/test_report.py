@@ -63,12 +63,12 @@ def test_every_answers_format_gives_the_same_metrics(tmp_path, form):
     if form == "llava_rad":
         answers = _write_jsonl(tmp_path / "a.jsonl", [
             {"id": f"s{i}", "query": "<image>\nDescribe the findings.", "reference": r, "prediction": p}
-            for i, (p, r) in enumerate(zip(PREDICTIONS, REFERENCES))])
+            for i, (p, r) in enumerate(zip(PREDICTIONS, REFERENCES, strict=True))])
         questions = None
     elif form == "mslora_cr":
         answers = _write_jsonl(tmp_path / "a.jsonl", [
             {"question_id": i, "prompt": "Findings?", "text": p, "gt": r, "answer_type": "OPEN"}
-            for i, (p, r) in enumerate(zip(PREDICTIONS, REFERENCES))])
+            for i, (p, r) in enumerate(zip(PREDICTIONS, REFERENCES, strict=True))])
         questions = None
     else:
         answers = _write_jsonl(tmp_path / "a.jsonl", [

@@ -7,7 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from medvlm.evaluate.segmentation import dice_iou, evaluate_segmentation_files, load_mask, segmentation_metrics
+from medvlm.evaluate.segmentation import (
+    dice_iou,
+    evaluate_segmentation_files,
+    load_mask,
+    segmentation_metrics,
+)
 
 
 def test_dice_and_iou_of_two_overlapping_squares():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from medvlm.evaluate.vqa import normalize_answer, nltk_sentence_bleus, token_f1, vqa_metrics, vqa_statistics
+from medvlm.evaluate.vqa import nltk_sentence_bleus, normalize_answer, token_f1, vqa_metrics, vqa_statistics
 from medvlm.records import load_answers
 
 RESULTS = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "mslora_cr_results"

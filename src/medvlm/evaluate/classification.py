@@ -114,9 +114,9 @@ class ClassificationStats:
         fn = (truth & ~pred).sum(axis=0).astype(float)
         tn = (~truth & ~pred).sum(axis=0).astype(float)
         support = tp + fn
-        precision = np.array([_ratio(a, a + b) for a, b in zip(tp, fp)])
-        recall = np.array([_ratio(a, a + b) for a, b in zip(tp, fn)])
-        f1 = np.array([_ratio(2 * a, 2 * a + b + c) for a, b, c in zip(tp, fp, fn)])
+        precision = np.array([_ratio(a, a + b) for a, b in zip(tp, fp, strict=True)])
+        recall = np.array([_ratio(a, a + b) for a, b in zip(tp, fn, strict=True)])
+        f1 = np.array([_ratio(2 * a, 2 * a + b + c) for a, b, c in zip(tp, fp, fn, strict=True)])
         out: dict[str, Any] = {"accuracy": float(self.correct()[idx].mean()) if len(idx) else float("nan")}
         if self.multilabel:
             per_label = []
@@ -460,8 +460,8 @@ def evaluate_classification_file(predictions_path: str | os.PathLike, labels_pat
         return "|".join(v) if isinstance(v, tuple) else str(v)
 
     predicted = [stats.classes[k] for k in stats.y_pred] if not stats.multilabel else \
-        [tuple(c for c, on in zip(stats.classes, r) if on) for r in stats.y_pred]
-    pairs = [Pair(str(i), show(p), show(t)) for i, p, t in zip(rows.ids, predicted, rows.labels)]
+        [tuple(c for c, on in zip(stats.classes, r, strict=True) if on) for r in stats.y_pred]
+    pairs = [Pair(str(i), show(p), show(t)) for i, p, t in zip(rows.ids, predicted, rows.labels, strict=True)]
     correct = stats.correct()
     write_outputs(metrics, pairs, [{"correct": float(c)} for c in correct], correct, out_path=out_path,
                   csv_path=csv_path, html_path=html_path, title=f"Classification: {os.fspath(predictions_path)}",

@@ -54,7 +54,7 @@ def _bar_chart(title: str, values: Mapping[str, float | None]) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names, numbers = zip(*items)
+    names, numbers = zip(*items, strict=True)
     fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(items) + 1.0))
     positions = range(len(items))
     ax.barh(positions, numbers, color="#4c78a8")
@@ -62,7 +62,7 @@ def _bar_chart(title: str, values: Mapping[str, float | None]) -> str | None:
     ax.invert_yaxis()
     upper = max(1.0, max(numbers)) if min(numbers) >= 0 else max(numbers)
     ax.set_xlim(min(0.0, min(numbers)), upper * 1.12 if upper > 0 else 0.0)
-    for y, v in zip(positions, numbers):
+    for y, v in zip(positions, numbers, strict=True):
         ax.text(v, y, f" {v:.3f}", va="center", fontsize=8)
     ax.set_title(title, fontsize=11)
     ax.grid(axis="x", alpha=0.3)

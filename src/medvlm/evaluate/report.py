@@ -155,8 +155,9 @@ class ReportStatistics:
 
 
 # Per-sample score used to pick the worst / best examples, first available wins: BERTScore and METEOR compare
-# meaning and wording per sample; clinical agreement is what a reader cares about most after that.
-RANKING_SCORES = ("bertscore_minilm_f1", "meteor", "clinical_agreement", "rouge_l", "temporal_f1")
+# meaning and wording per sample; ROUGE-L ranks finely without them; clinical agreement (share of the 14
+# observations labelled alike) takes only 15 values, too coarse to rank by alone.
+RANKING_SCORES = ("bertscore_minilm_f1", "meteor", "rouge_l", "clinical_agreement", "temporal_f1")
 
 
 def report_statistics(predictions: Sequence[str], references: Sequence[str], *, meteor: bool = True,
@@ -251,7 +252,7 @@ def write_outputs(metrics: Mapping[str, Any], pairs: Sequence[Any], per_sample_r
         from medvlm.evaluate.html import write_html_report
 
         examples = [{"id": p.id, "prediction": p.prediction, "reference": p.reference,
-                     "prompt": getattr(p, "prompt", ""), "score": float(s)} for p, s in zip(pairs, scores)]
+                     "prompt": getattr(p, "prompt", ""), "score": float(s)} for p, s in zip(pairs, scores, strict=True)]
         write_html_report(metrics, examples, html_path, title=title, chart=chart, score_name=score_name)
 
 
@@ -263,7 +264,7 @@ def per_sample_csv(pairs: Sequence[Any], per_sample_rows: Sequence[Mapping[str, 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["id", "prediction", "reference", *score_names])
-    for pair, row in zip(pairs, per_sample_rows):
+    for pair, row in zip(pairs, per_sample_rows, strict=True):
         cells = []
         for k in score_names:
             v = row.get(k)

@@ -98,7 +98,7 @@ def segmentation_statistics(predictions: Sequence[np.ndarray], targets: Sequence
         raise ValueError("no masks to score")
     ids = [str(c) for c in case_ids] if case_ids is not None else [str(i) for i in range(len(targets))]
     preds, truths = [], []
-    for cid, p, t in zip(ids, predictions, targets):
+    for cid, p, t in zip(ids, predictions, targets, strict=True):
         p, t = np.asarray(p), np.asarray(t)
         if p.shape != t.shape:
             raise ValueError(f"case {cid}: predicted mask shape {p.shape} differs from target shape {t.shape}")
@@ -108,7 +108,7 @@ def segmentation_statistics(predictions: Sequence[np.ndarray], targets: Sequence
         truths.append(t)
     if classes is None:
         found = set()
-        for p, t in zip(preds, truths):
+        for p, t in zip(preds, truths, strict=True):
             found |= set(np.unique(p).tolist()) | set(np.unique(t).tolist())
         classes = sorted(int(c) for c in found if include_background or c != 0)
         if not classes:
@@ -120,7 +120,7 @@ def segmentation_statistics(predictions: Sequence[np.ndarray], targets: Sequence
         raise ValueError(f"{len(class_names)} class names for {len(classes)} classes")
     dice = np.zeros((len(ids), len(classes)))
     iou = np.zeros_like(dice)
-    for i, (p, t) in enumerate(zip(preds, truths)):
+    for i, (p, t) in enumerate(zip(preds, truths, strict=True)):
         for k, c in enumerate(classes):
             dice[i, k], iou[i, k] = dice_iou(p, t, c, empty)
     return SegmentationStats(ids, classes, list(class_names), dice, iou)

@@ -159,8 +159,8 @@ def nltk_sentence_bleus(hypothesis: Sequence[str], reference: Sequence[str]) -> 
     """
     precisions: list[float] = []
     for n in range(1, 5):
-        hyp_ngrams = Counter(zip(*(hypothesis[i:] for i in range(n)))) if len(hypothesis) >= n else Counter()
-        ref_ngrams = Counter(zip(*(reference[i:] for i in range(n)))) if len(reference) >= n else Counter()
+        hyp_ngrams = Counter(zip(*(hypothesis[i:] for i in range(n)), strict=False)) if len(hypothesis) >= n else Counter()
+        ref_ngrams = Counter(zip(*(reference[i:] for i in range(n)), strict=False)) if len(reference) >= n else Counter()
         matched = sum((hyp_ngrams & ref_ngrams).values())  # clipped counts
         if n == 1 and matched == 0:
             return (0.0,) * len(_BLEU_WEIGHTS)
@@ -169,7 +169,7 @@ def nltk_sentence_bleus(hypothesis: Sequence[str], reference: Sequence[str]) -> 
     hyp_len, ref_len = len(hypothesis), len(reference)
     brevity = 1 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
     return tuple(
-        brevity * math.exp(math.fsum(w * math.log(p) for w, p in zip(weights, precisions) if p > 0))
+        brevity * math.exp(math.fsum(w * math.log(p) for w, p in zip(weights, precisions, strict=False) if p > 0))
         for weights in _BLEU_WEIGHTS
     )
 
@@ -276,7 +276,7 @@ def vqa_statistics(predictions: Sequence[str], references: Sequence[str],
     bleu = np.full((n, 4), nan)
     mslora_hit, llava_hit, strict_hit = (np.full(n, nan) for _ in range(3))
     bleu_cache: dict[tuple[str, str], tuple[float, ...]] = {}  # VQA answers repeat: score each pair once
-    for i, (prediction, reference) in enumerate(zip(predictions, references)):
+    for i, (prediction, reference) in enumerate(zip(predictions, references, strict=True)):
         is_open[i] = _answer_type(types[i], i, ids)
         # MSLoRA-CR: lower-case, drop "assistant:", strip, normalise, strip
         ref_norm = normalize_answer(str(reference).lower()).strip()
