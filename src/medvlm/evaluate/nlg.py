@@ -38,11 +38,9 @@ _BLEU_SMALL = 1e-9
 NGram = tuple[str, ...]
 
 
-def _ngram_counts(words: list[str], n: int) -> Counter[NGram]:
-    counts: Counter[NGram] = Counter()
-    for k in range(1, n + 1):
-        counts.update(zip(*(words[i:] for i in range(k))))
-    return counts
+def _ngram_counts(words: list[str], n: int) -> list[Counter[NGram]]:
+    """Counts of the 1..n-grams of ``words``, one Counter per order."""
+    return [Counter(zip(*(words[i:] for i in range(k)), strict=False)) for k in range(1, n + 1)]
 
 
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
@@ -87,47 +85,44 @@ def _bleu_from_counts(correct: np.ndarray, guess: np.ndarray, test_len: np.ndarr
     return bleu * brevity[..., None]
 
 
-def _cider_weights(
-    counts: Counter[NGram], doc_freq: Counter[NGram], log_n_docs: float
-) -> tuple[dict[NGram, float], np.ndarray, int]:
-    """tf-idf weights of one text, the norm per n-gram order and its length (number of bigrams)."""
-    weights: dict[NGram, float] = {}
-    sq = [0.0] * CIDER_N
-    for ngram, tf in counts.items():
-        w = float(tf) * (log_n_docs - math.log(max(1.0, doc_freq.get(ngram, 0.0))))
-        weights[ngram] = w
-        sq[len(ngram) - 1] += w * w
+_CiderVector = tuple[list[dict[NGram, float]], list[float], int]
+
+
+def _cider_vector(counts: list[Counter[NGram]], idf: dict[NGram, float], log_n_docs: float) -> _CiderVector:
+    """tf-idf weights of one text per n-gram order, their norms, and its length (number of bigrams)."""
+    weights = [{g: tf * idf.get(g, log_n_docs) for g, tf in order.items()} for order in counts]
+    norms = [math.sqrt(sum(w * w for w in order.values())) for order in weights]
     # pycocoevalcap's "length" counts bigrams, not words (a quirk kept for parity).
-    length = sum(tf for ngram, tf in counts.items() if len(ngram) == 2)
-    return weights, np.sqrt(np.array(sq)), length
+    return weights, norms, sum(counts[1].values())
 
 
-def _cider_scores(hyp_counts: list[Counter[NGram]], ref_counts: list[list[Counter[NGram]]]) -> np.ndarray:
+def _cider_scores(hyp_counts: list[list[Counter[NGram]]], ref_counts: list[list[list[Counter[NGram]]]]) -> np.ndarray:
     """Per-sample CIDEr-D with document frequencies from exactly these samples' references."""
     doc_freq: Counter[NGram] = Counter()
     for refs in ref_counts:
-        doc_freq.update(set().union(*refs))
+        doc_freq.update(set().union(*(order for ref in refs for order in ref)))
     log_n_docs = math.log(float(len(ref_counts)))
-    ref_cache: dict[int, tuple[dict[NGram, float], np.ndarray, int]] = {}
+    # An n-gram absent from the references has document frequency 0, counted as 1 (idf = log N).
+    idf = {g: log_n_docs - math.log(df) for g, df in doc_freq.items()}
+    gauss = 2 * CIDER_SIGMA**2
+    ref_cache: dict[int, _CiderVector] = {}
     scores = np.zeros(len(hyp_counts))
-    for i, (hyp, refs) in enumerate(zip(hyp_counts, ref_counts)):
-        vec_h, norm_h, len_h = _cider_weights(hyp, doc_freq, log_n_docs)
-        total = np.zeros(CIDER_N)
+    for i, (hyp, refs) in enumerate(zip(hyp_counts, ref_counts, strict=True)):
+        vec_h, norm_h, len_h = _cider_vector(hyp, idf, log_n_docs)
+        total = 0.0
         for ref in refs:
-            key = id(ref)
-            if key not in ref_cache:
-                ref_cache[key] = _cider_weights(ref, doc_freq, log_n_docs)
-            vec_r, norm_r, len_r = ref_cache[key]
-            val = np.zeros(CIDER_N)
-            for ngram, w_h in vec_h.items():
-                w_r = vec_r.get(ngram)
-                if w_r is not None:
-                    val[len(ngram) - 1] += min(w_h, w_r) * w_r
-            nonzero = (norm_h != 0) & (norm_r != 0)
-            val[nonzero] /= norm_h[nonzero] * norm_r[nonzero]
-            delta = float(len_h - len_r)
-            total += val * math.exp(-(delta**2) / (2 * CIDER_SIGMA**2))
-        scores[i] = total.mean() / len(refs) * 10.0
+            cached = ref_cache.get(id(ref))
+            if cached is None:
+                cached = ref_cache[id(ref)] = _cider_vector(ref, idf, log_n_docs)
+            vec_r, norm_r, len_r = cached
+            penalty = math.exp(-float(len_h - len_r) ** 2 / gauss)
+            for k in range(CIDER_N):
+                h, r = vec_h[k], vec_r[k]
+                val = sum(min(h[g], r[g]) * r[g] for g in h.keys() & r.keys())
+                if norm_h[k] != 0 and norm_r[k] != 0:
+                    val /= norm_h[k] * norm_r[k]
+                total += val * penalty
+        scores[i] = total / CIDER_N / len(refs) * 10.0
     return scores
 
 
@@ -147,8 +142,8 @@ class NlgStats:
     ref_len: np.ndarray
     per_sample_rouge_l: np.ndarray
     per_sample_cider: np.ndarray
-    _hyp_counts: list[Counter[NGram]] = field(repr=False)
-    _ref_counts: list[list[Counter[NGram]]] = field(repr=False)
+    _hyp_counts: list[list[Counter[NGram]]] = field(repr=False)
+    _ref_counts: list[list[list[Counter[NGram]]]] = field(repr=False)
 
     def __len__(self) -> int:
         return len(self.predictions_tokenized)
@@ -258,19 +253,21 @@ def nlg_statistics(
     test_len = np.zeros(n, dtype=np.float64)
     ref_len = np.zeros(n, dtype=np.float64)
     rouge = np.zeros(n, dtype=np.float64)
-    hyp_counts: list[Counter[NGram]] = []
-    ref_counts: list[list[Counter[NGram]]] = []
-    for i, (pred, rs) in enumerate(zip(preds, refs)):
+    hyp_counts: list[list[Counter[NGram]]] = []
+    ref_counts: list[list[list[Counter[NGram]]]] = []
+    for i, (pred, rs) in enumerate(zip(preds, refs, strict=True)):
         words = pred.split()  # BLEU and CIDEr split on any whitespace, ROUGE-L on " " (pycocoevalcap)
         counts = _ngram_counts(words, BLEU_N)
         r_counts = [_ngram_counts(r.split(), BLEU_N) for r in rs]
-        max_ref: dict[NGram, int] = {}
-        for rc in r_counts:
-            for ngram, c in rc.items():
-                if c > max_ref.get(ngram, 0):
-                    max_ref[ngram] = c
-        for ngram, c in counts.items():
-            correct[i, len(ngram) - 1] += min(c, max_ref.get(ngram, 0))
+        for k in range(BLEU_N):
+            if len(r_counts) == 1:
+                max_ref = r_counts[0][k]
+            else:
+                max_ref = Counter()
+                for rc in r_counts:
+                    max_ref |= rc[k]  # elementwise max
+            hyp_k = counts[k]
+            correct[i, k] = sum(min(hyp_k[g], max_ref[g]) for g in hyp_k.keys() & max_ref.keys())  # clipped
         length = len(words)
         guess[i] = [max(0, length - k) for k in range(BLEU_N)]
         test_len[i] = length

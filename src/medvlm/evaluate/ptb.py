@@ -239,8 +239,14 @@ _RULES: tuple[_Rule, ...] = (
 )
 
 _NEWLINES = re.compile("\r\n|[\n\r\u2028\u2029\u000B\u000C\u0085]")
-# A run of ASCII letters up to a blank or the end: only the "word" rule can match it whole.
+# Fast paths, each checked to give what the full rule set gives: a run of ASCII letters before a blank
+# or the end is a word; so is one before "." or "," and a blank or the end, unless the letters with the
+# period could be an abbreviation ("etc.", "Dr.", "x.").
 _PLAIN_WORD = re.compile(r"[A-Za-z]+(?=[ \n]|\Z)")
+_WORD_BEFORE_PUNCT = re.compile(r"[A-Za-z]+(?=[.,](?:[ \n]|\Z))")
+_ANY_ABBREV = re.compile(rf"{_ABBREV1}|{_ABBREV3}|{_ABBREV4}\.", re.IGNORECASE)
+_BLANKS = re.compile(" +")
+_not_abbreviation: dict[str, bool] = {}
 _candidates_by_char: dict[str, tuple[_Rule, ...]] = {}
 
 
@@ -264,11 +270,23 @@ def _lex(text: str) -> list[list[str]]:
             lines.append(tokens)
             pos += 1
             continue
-        plain = _PLAIN_WORD.match(text, pos)
-        if plain is not None and plain.group().lower() != "cannot":
-            tokens.append(plain.group())
-            pos = plain.end()
+        if ch == " ":
+            pos = _BLANKS.match(text, pos).end()
             continue
+        plain = _PLAIN_WORD.match(text, pos) or _WORD_BEFORE_PUNCT.match(text, pos)
+        if plain is not None:
+            word = plain.group()
+            after = plain.end()
+            simple = len(word) != 6 or word.lower() != "cannot"
+            if simple and after < end and text[after] == ".":
+                simple = _not_abbreviation.get(word)
+                if simple is None:
+                    simple = _ANY_ABBREV.fullmatch(word + ".") is None
+                    _not_abbreviation[word] = simple
+            if simple:
+                tokens.append(word)
+                pos = after
+                continue
         best: _Rule | None = None
         best_total = best_main = 0
         for rule in _candidates(ch):
