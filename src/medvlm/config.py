@@ -132,6 +132,11 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         raise ConfigError(f"{source}: {err}") from None
 
 
+def build_config(cls: type[T], data: dict) -> T:
+    """Build dataclass `cls` from a plain dict (as a YAML file would give), with the same checks."""
+    return _build(cls, data, "")
+
+
 def config_to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 

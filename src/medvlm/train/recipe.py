@@ -202,7 +202,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             last or (cfg.validation.every_steps and state.step % cfg.validation.every_steps == 0)
         )
         if validate_now:
-            results = data.validation.run(accelerator.unwrap_model(model))
+            results = data.validation.run(accelerator.unwrap_model(model), state.step)
             model.train()
             stop = _record_validation(cfg, state, results, logger)
             bar.write(_format_validation(state.step, results))
