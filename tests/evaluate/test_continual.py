@@ -68,3 +68,12 @@ def test_cli_continual_with_inline_baseline(tmp_path, capsys):
     assert main(["evaluate", "continual", "--matrix", str(path), "--baseline", "0.1,0.2,0.15", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["fwt"] == pytest.approx(0.10)
     assert "forgetting" in capsys.readouterr().out
+
+
+def test_html_report_shows_the_matrix_and_forgetting_chart(tmp_path):
+    path = tmp_path / "R.json"
+    path.write_text(json.dumps({"tasks": ["cxr", "derm", "path"], "matrix": R}))
+    evaluate_continual_file(path, html_path=tmp_path / "cl.html")
+    page = (tmp_path / "cl.html").read_text()
+    assert "Accuracy matrix" in page and "<td>0.8500</td>" in page
+    assert page.count("data:image/png;base64,") == 1

@@ -1,6 +1,6 @@
 """Percentile bootstrap confidence intervals over samples, for every metric family at once.
 
-Method (Efron's percentile bootstrap, as LLaVA-Rad reports its CIs):
+Method (Efron's percentile bootstrap over samples):
 1. Each metric family is first reduced to a statistics object that holds per-sample quantities and has
    `aggregate(indices) -> dict[str, float]`, which computes the family's metrics from the samples at `indices`
    (repeats allowed) without re-running any scorer: tokenising, labelling, the METEOR jar and BERTScore's

@@ -112,6 +112,15 @@ def _metrics_table(metrics: Mapping[str, Any]) -> str:
     return f'<table class="metrics">{head}{"".join(rows)}</table>'
 
 
+def _matrix_table(matrix: Sequence[Sequence[float | None]], tasks: Sequence[str] | None) -> str:
+    """The continual-learning accuracy matrix: rows = after training task i, columns = tested on task j."""
+    names = [str(t) for t in tasks] if tasks else [str(j) for j in range(len(matrix))]
+    head = "<tr><th>after \\ on</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
+    rows = ["<tr><td>" + html.escape(names[i]) + "</td>" + "".join(f"<td>{_format(v)}</td>" for v in row) + "</tr>"
+            for i, row in enumerate(matrix)]
+    return f'<table class="metrics">{head}{"".join(rows)}</table>'
+
+
 def _per_observation_f1(metrics: Mapping[str, Any]) -> dict[str, float | None]:
     """Per-observation F1 from `per_observation` ({obs: F1} or {obs: {"f1": F1, ...}})."""
     table = metrics.get("per_observation") or {}
@@ -164,10 +173,17 @@ def write_html_report(metrics: Mapping[str, Any], examples: Sequence[Mapping[str
         charts.append(_histogram(f"Distribution of the {score_name}", [e.get("score") for e in examples]))
     charts = [c for c in charts if c]
     worst, best = select_examples(examples, n_examples)
-    n = metrics.get("n", len(examples))
-    body = [f"<h1>{html.escape(title)}</h1>",
-            f'<div class="meta">{_format(n)} samples{"; 95% percentile bootstrap CIs" if metrics.get("ci95") else ""}</div>',
+    meta = []
+    if isinstance(metrics.get("n"), int):
+        meta.append(f"{metrics['n']} samples")
+    elif isinstance(metrics.get("tasks"), list):
+        meta.append(f"{len(metrics['tasks'])} tasks")
+    if metrics.get("ci95"):
+        meta.append("95% percentile bootstrap CIs")
+    body = [f"<h1>{html.escape(title)}</h1>", f'<div class="meta">{"; ".join(meta)}</div>',
             "<h2>Metrics</h2>", _metrics_table(metrics)]
+    if isinstance(metrics.get("matrix"), list):
+        body += ["<h2>Accuracy matrix R[i][j]</h2>", _matrix_table(metrics["matrix"], metrics.get("tasks"))]
     if charts:
         body.append('<h2>Charts</h2><div class="charts">')
         body += [f'<div><img alt="chart" src="{uri}"></div>' for uri in charts]

@@ -12,7 +12,8 @@
     n                                          number of report pairs
 With bootstrap=B > 0: `ci95: {metric: [lo, hi]}`, the percentile bootstrap of `medvlm.evaluate.bootstrap`: every
 scorer runs once, each family keeps per-sample statistics, and every replicate re-aggregates all families on the
-same resampled indices.
+same resampled indices. CIDEr-D keeps the document frequencies of the full set in every replicate (the mean
+of its per-sample scores, `NlgStats.aggregate`'s default); BLEU is recomputed from the resampled n-gram counts.
 
 Files: `evaluate_report_file(answers, references=None)` reads any answers file `medvlm.records` reads (medvlm /
 LLaVA, LLaVA-Rad's {id, query, reference, prediction}, MSLoRA-CR's {question_id, prompt, text, gt, ...}); the
