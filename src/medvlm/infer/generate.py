@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,8 +33,11 @@ def generate_samples(model, processor: MedVLMProcessor, samples: Sequence[Encode
     inputs_embeds = model.embed_inputs(input_ids, pixel_values.to(device) if pixel_values is not None else None)
     if options.seed is not None:
         torch.manual_seed(options.seed)
-    generated = model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                               **options.generate_kwargs())  # (batch * num_return_sequences, new tokens)
+    with warnings.catch_warnings():
+        # no_repeat_ngram_size applies to the generated text only (as in LLaVA, which also generates from embeddings)
+        warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*inputs_embeds", category=UserWarning)
+        generated = model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                                   **options.generate_kwargs())  # (batch * num_return_sequences, new tokens)
     texts = processor.batch_decode(generated)
     n = options.num_return_sequences
     return [texts[i * n:(i + 1) * n] for i in range(len(samples))]

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 @dataclass
 class GenerationOptions:
-    """Decoding settings (HF generate's meaning). seed: set torch's RNG before sampling, for repeatable samples."""
+    """Decoding settings, with HF generate's meaning. seed: set torch's RNG before sampling, for repeatable samples.
+    no_repeat_ngram_size counts n-grams of the generated text only, not of the prompt (as LLaVA does)."""
 
     max_new_tokens: int = 128
     do_sample: bool = False

@@ -1,0 +1,50 @@
+"""generate: greedy, beam search and sampling with the KV cache; images enter at prefill only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medvlm.data.collator import collate
+from medvlm.infer.generate import generate
+from medvlm.infer.options import GenerationOptions
+
+IMAGE = (np.random.default_rng(1).random((30, 20)) * 255).astype(np.uint8)
+
+
+def test_greedy_is_repeatable_and_the_kv_cache_changes_nothing(loaded):
+    model, processor = loaded
+    first = generate(model, processor, [IMAGE], "Is there an effusion?", max_new_tokens=6)
+    assert first == generate(model, processor, [IMAGE], "Is there an effusion?", max_new_tokens=6)
+    assert len(first) == 1 and first[0]
+
+    batch = collate([processor.encode_prompt("Is there an effusion?", [IMAGE])], processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        cached = model.generate(**batch, max_new_tokens=6, do_sample=False, min_new_tokens=6)
+        recomputed = model.generate(**batch, max_new_tokens=6, do_sample=False, min_new_tokens=6, use_cache=False)
+    assert torch.equal(cached, recomputed)
+    new_tokens = cached[0, batch["input_ids"].shape[1]:]
+    assert processor.decode(new_tokens) == first[0]
+
+
+def test_beam_search_returns_the_requested_number_of_answers(loaded):
+    model, processor = loaded
+    texts = generate(model, processor, [IMAGE, IMAGE[::-1]], "<image> <image> Compare.", max_new_tokens=5,
+                     num_beams=3, num_return_sequences=3, length_penalty=0.5, no_repeat_ngram_size=2)
+    assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+
+
+def test_sampling_is_repeatable_with_a_seed(loaded):
+    model, processor = loaded
+    options = {"max_new_tokens": 6, "do_sample": True, "temperature": 1.5, "top_k": 0, "top_p": 1.0}
+    a = generate(model, processor, [IMAGE], "Findings?", seed=1, num_return_sequences=2, **options)
+    assert a == generate(model, processor, [IMAGE], "Findings?", seed=1, num_return_sequences=2, **options)
+    assert a != generate(model, processor, [IMAGE], "Findings?", seed=2, num_return_sequences=2, **options)
+
+
+def test_impossible_options_are_refused():
+    with pytest.raises(ValueError, match="needs do_sample=True or num_beams >= 2"):
+        GenerationOptions(num_return_sequences=2)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        GenerationOptions(do_sample=True, temperature=0)
