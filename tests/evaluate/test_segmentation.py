@@ -98,3 +98,13 @@ def test_cli_seg_on_two_mask_files(tmp_path, capsys):
                  "--class-names", "lesion", "--classes", "2"])
     assert code == 0
     assert "dice_lesion" in capsys.readouterr().out
+
+
+def test_undefined_scores_are_null_in_the_metrics_file(tmp_path):
+    empty = np.zeros((3, 3), dtype=np.uint8)
+    np.save(tmp_path / "p.npy", empty)
+    np.save(tmp_path / "t.npy", empty)
+    out = tmp_path / "seg.json"
+    m = evaluate_segmentation_files(tmp_path / "p.npy", tmp_path / "t.npy", out, empty="exclude")
+    assert np.isnan(m["dice_mean"])
+    assert json.loads(out.read_text())["dice_mean"] is None  # strict JSON: null, not NaN

@@ -246,7 +246,7 @@ def write_outputs(metrics: Mapping[str, Any], pairs: Sequence[Any], per_sample_r
     pairs: objects with id, prediction, reference (and prompt); per_sample_rows / scores: aligned with pairs.
     """
     if out_path is not None:
-        atomic_write_json(out_path, dict(metrics))
+        atomic_write_json(out_path, json_ready(metrics))
     if csv_path is not None:
         atomic_write_text(csv_path, per_sample_csv(pairs, per_sample_rows))
     if html_path is not None:
@@ -255,6 +255,17 @@ def write_outputs(metrics: Mapping[str, Any], pairs: Sequence[Any], per_sample_r
         examples = [{"id": p.id, "prediction": p.prediction, "reference": p.reference,
                      "prompt": getattr(p, "prompt", ""), "score": float(s)} for p, s in zip(pairs, scores, strict=True)]
         write_html_report(metrics, examples, html_path, title=title, chart=chart, score_name=score_name)
+
+
+def json_ready(value: Any) -> Any:
+    """`value` with NaN / infinite floats as None (null), so that metrics files are strict JSON."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
 
 
 def per_sample_csv(pairs: Sequence[Any], per_sample_rows: Sequence[Mapping[str, float]]) -> str:
