@@ -23,10 +23,11 @@ See docs/labeler.md for the conventions and the measured agreement with IU X-ray
 
 from __future__ import annotations
 
+import bisect
 import csv
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -56,9 +57,89 @@ PATHOLOGIES: tuple[str, ...] = tuple(o for o in CHEXPERT_OBSERVATIONS if o not i
 _RANK = {"not_mentioned": 0, "negative": 1, "uncertain": 2, "positive": 3}
 
 
-def _rx(*alternatives: str) -> re.Pattern:
-    """One compiled alternation; each alternative starts at a word boundary."""
-    return re.compile("|".join(rf"\b(?:{a})" for a in alternatives))
+def _split_top_level(source: str) -> list[str]:
+    """Split a regex source at its top-level "|"."""
+    parts, depth, current, i = [], 0, "", 0
+    while i < len(source):
+        char = source[i]
+        if char == "\\":
+            current += source[i : i + 2]
+            i += 2
+            continue
+        depth += char == "("
+        depth -= char == ")"
+        if char == "|" and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+        i += 1
+    return parts + [current]
+
+
+def _required_literal(alternative: str) -> str | None:
+    """The longest run of plain characters every match of `alternative` contains, or None (3+ characters).
+
+    Only characters outside groups count, and a character followed by a quantifier (?, *, +, {) is dropped.
+    """
+    runs, current, depth, i = [], "", 0, 0
+    while i < len(alternative):
+        char = alternative[i]
+        if char == "\\":  # an escape (\b, \w, ...) ends the run
+            runs.append(current)
+            current = ""
+            i += 2
+            continue
+        if char in "[{":  # a character class or a counted quantifier: skip it, it ends the run
+            runs.append(current)
+            current = ""
+            i = alternative.index("]" if char == "[" else "}", i + 1) + 1
+            continue
+        if char in "()":
+            runs.append(current)
+            current = ""
+            depth += 1 if char == "(" else -1
+            if char == ")" and i + 1 < len(alternative) and alternative[i + 1] in "?*":
+                i += 1  # the optional group was never part of a run
+        elif depth == 0 and (char.isalnum() or char == " "):
+            if i + 1 < len(alternative) and alternative[i + 1] in "?*+{":
+                runs.append(current)
+                current = ""
+            else:
+                current += char
+        else:
+            runs.append(current)
+            current = ""
+        i += 1
+    runs.append(current)
+    best = max(runs, key=len)
+    return best if len(best.strip()) >= 3 else None
+
+
+class Phrases:
+    """A compiled alternation of phrases, each starting at a word boundary.
+
+    A regex beginning with `\\b` scans every position of the text; most reports mention few observations, so
+    each phrase's required literal (e.g. "effusion" for `effusions?\\b`) is first looked up with `in`, which
+    is ~30x faster, and the regex runs only when one is present.
+    """
+
+    def __init__(self, *alternatives: str):
+        self.pattern = re.compile("|".join(rf"\b(?:{a})" for a in alternatives))
+        literals = [_required_literal(part) for a in alternatives for part in _split_top_level(a)]
+        self.literals: tuple[str, ...] | None = None if None in literals else tuple(sorted(set(literals)))
+
+    def _may_match(self, text: str) -> bool:
+        return self.literals is None or any(literal in text for literal in self.literals)
+
+    def finditer(self, text: str):
+        return self.pattern.finditer(text) if self._may_match(text) else iter(())
+
+    def search(self, text: str) -> re.Match | None:
+        return self.pattern.search(text) if self._may_match(text) else None
+
+
+_rx = Phrases
 
 
 @dataclass(frozen=True)
@@ -66,10 +147,10 @@ class ObservationRules:
     """How one observation is mentioned: findings name it; hedged phrases name it at best uncertainly
     ("vascular congestion" for Edema, as in CheXpert); anatomy needs a size qualifier; exclude vetoes."""
 
-    findings: re.Pattern | None = None
-    hedged: re.Pattern | None = None
-    anatomy: re.Pattern | None = None
-    exclude: re.Pattern | None = None
+    findings: Phrases | None = None
+    hedged: Phrases | None = None
+    anatomy: Phrases | None = None
+    exclude: Phrases | None = None
 
 
 # The phrase tables. Words are matched on lower-cased text; `\w*` endings cover plurals and inflections.
@@ -185,7 +266,7 @@ RULES: dict[str, ObservationRules] = {
             r"fibrothorax",
         ),
     ),
-    "Fracture": ObservationRules(findings=_rx(r"fractur\w*", r"fx\b")),
+    "Fracture": ObservationRules(findings=_rx(r"fractur\w*")),
     "Support Devices": ObservationRules(
         findings=_rx(
             r"(?:endotracheal|et|tracheostomy|enteric|feeding|nasogastric|orogastric|ng|og|chest|dobhoff|gastric)"
@@ -194,14 +275,15 @@ RULES: dict[str, ObservationRules] = {
             r"lines? (?:and|or) tubes?",
             r"tubes?\b(?! of)",
             r"(?:central|venous|picc|arterial|midline|port|dialysis|swan[- ]ganz|jugular|subclavian|femoral|ij)"
-            r" (?:venous )?(?:lines?|catheters?)",
+            r" (?:venous )?lines?",
             r"catheters?",
             r"picc\b",
             r"port-?a-?cath",
             r"mediport",
             r"pacemakers?",
             r"pacer\w*",
-            r"(?:pacemaker|pacer|pacing|icd|aicd|transvenous|defibrillator|cardiac) (?:leads?|wires?|generator)",
+            r"pacing (?:leads?|wires?)",
+            r"transvenous (?:leads?|wires?)",
             r"a?icd\b",
             r"defibrillator\w*",
             r"(?:prosthetic|mechanical|bioprosthetic|replacement) (?:aortic |mitral )?valves?",
@@ -324,8 +406,9 @@ _CLAUSE_BREAK = re.compile(
     r"|\bthere (?:is|are|has been|have been|was|were)\b"
 )
 _SENTENCE_BREAK = re.compile(r"[.!?](?:\s+|$)|\n+|\s-\s|\b\d\.\s")
-_ALTERNATIVE = re.compile(r"^\s*,?\s*(?:or|versus|vs\.?|and/or)\s+(?:\S+\s+){0,3}$")
+_ALTERNATIVE = re.compile(r"\s*,?\s*(?:or|versus|vs\.?|and/or)\s+(?:\S+\s+){0,3}$")
 _WORD = re.compile(r"[\w/]+")
+_LIST_TAIL = re.compile(r"\b(?:or|and|nor)\b")
 
 
 @dataclass(frozen=True)
@@ -340,7 +423,7 @@ def _words_between(text: str) -> int:
     return len(_WORD.findall(text))
 
 
-def _spans(pattern: re.Pattern, text: str) -> list[tuple[int, int]]:
+def _spans(pattern: re.Pattern | Phrases, text: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in pattern.finditer(text)]
 
 
@@ -348,18 +431,17 @@ def _overlaps(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
     return any(s < end and start < e for s, e in spans)
 
 
-def _find_cues(clause: str) -> list[tuple[int, int, str, str]]:
-    """All cues in a clause: (start, end, "pre"|"post", "negative"|"uncertain"), pseudo-cues removed."""
-    pseudo = _spans(_PSEUDO, clause)
+def _find_cues(text: str) -> list[tuple[int, int, str, str]]:
+    """All cues in the text: (start, end, "pre"|"post", "negative"|"uncertain"), pseudo-cues removed."""
+    taken = _spans(_PSEUDO, text)
     cues: list[tuple[int, int, str, str]] = []
-    taken: list[tuple[int, int]] = list(pseudo)
     for pattern, where, label in (
         (_POST_UNCERTAIN, "post", "uncertain"),
         (_PRE_UNCERTAIN, "pre", "uncertain"),
         (_POST_NEGATION, "post", "negative"),
         (_PRE_NEGATION, "pre", "negative"),
     ):
-        for m in pattern.finditer(clause):
+        for m in pattern.finditer(text):
             if m.end() == m.start() or _overlaps(m.start(), m.end(), taken):
                 continue
             cues.append((m.start(), m.end(), where, label))
@@ -367,47 +449,56 @@ def _find_cues(clause: str) -> list[tuple[int, int, str, str]]:
     return cues
 
 
-def _anatomy_mentions(observation: str, pattern: re.Pattern, clause: str) -> list[_Mention]:
-    qualifiers = [(m.start(), m.end(), m.lastgroup) for m in _QUALIFIER.finditer(clause)]
-    mentions = []
-    for a in pattern.finditer(clause):
-        best = None  # (word gap, start, end, kind)
-        for qs, qe, kind in qualifiers:
-            if qs >= a.end():
-                gap = _words_between(clause[a.end() : qs])
-                if gap <= 10 and (best is None or gap < best[0]):
-                    best = (gap, qs, qe, kind)
-            elif qe <= a.start():
-                gap = _words_between(clause[qe : a.start()])
-                if gap <= 4 and (best is None or gap < best[0]):
-                    best = (gap, qs, qe, kind)
-        if best is None:
-            continue
-        _, qs, qe, kind = best
-        base = {"normal": "negative", "uncertain": "uncertain", "abnormal": "positive"}[kind]
-        mentions.append(_Mention(observation, min(a.start(), qs), max(a.end(), qe), base))
-    return mentions
+def _clause_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each clause: sentences split at scope breakers."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for end, next_start in [(m.start(), m.end()) for m in _SENTENCE_BREAK.finditer(text)] + [(len(text), 0)]:
+        if end > start and not text[start:end].isspace():
+            cuts = [start] + [m.start() for m in _CLAUSE_BREAK.finditer(text, start, end) if m.start() > start]
+            spans += [(a, b) for a, b in zip(cuts, cuts[1:] + [end], strict=True) if b > a]
+        start = next_start
+    return spans
 
 
-def _classify(mention: _Mention, clause: str, cues: list[tuple[int, int, str, str]]) -> str:
+def _anatomy_mention(observation: str, start: int, end: int, text: str, qualifiers) -> _Mention | None:
+    """The anatomy phrase at [start, end) read with the nearest size qualifier of its clause, if any."""
+    best = None  # (word gap, start, end, kind)
+    for qs, qe, kind in qualifiers:
+        if qs >= end:
+            gap = _words_between(text[end:qs])
+            if gap <= 10 and (best is None or gap < best[0]):
+                best = (gap, qs, qe, kind)
+        elif qe <= start:
+            gap = _words_between(text[qe:start])
+            if gap <= 4 and (best is None or gap < best[0]):
+                best = (gap, qs, qe, kind)
+    if best is None:
+        return None
+    _, qs, qe, kind = best
+    base = {"normal": "negative", "uncertain": "uncertain", "abnormal": "positive"}[kind]
+    return _Mention(observation, min(start, qs), max(end, qe), base)
+
+
+def _classify(mention: _Mention, text: str, cues: list[tuple[int, int, str, str]]) -> str:
+    """The mention's label from the nearest pre- and post-cue of its clause (`cues`)."""
     if mention.base == "negative":
         return "negative"
-    inside = [c for c in cues if mention.start <= c[0] and c[1] <= mention.end and c[3] == "negative"]
-    if inside:  # "heart is not enlarged"
-        return "negative"
+    if any(mention.start <= c[0] and c[1] <= mention.end and c[3] == "negative" for c in cues):
+        return "negative"  # "heart is not enlarged"
     pre = None
     post = None
     for start, end, where, label in cues:
         if where == "pre" and end <= mention.start:
-            gap = _words_between(clause[end : mention.start])
-            limit = _PRE_NOT_LIMIT_WORDS if clause[start:end] == "not" else _PRE_LIMIT_WORDS
+            gap = _words_between(text[end : mention.start])
+            limit = _PRE_NOT_LIMIT_WORDS if text[start:end] == "not" else _PRE_LIMIT_WORDS
             if gap <= limit and (pre is None or end > pre[0]):
                 pre = (end, label)
         elif where == "post" and start >= mention.end:
-            between = clause[mention.end : start]
+            between = text[mention.end : start]
             if _words_between(between) > _POST_LIMIT_WORDS:
                 continue
-            if "," in between and not re.search(r"\b(?:or|and|nor)\b", between.rsplit(",", 1)[-1]):
+            if "," in between and not _LIST_TAIL.search(between.rsplit(",", 1)[-1]):
                 continue  # a comma ends a post-cue's reach unless it is a list "A, B, or C is not seen"
             if post is None or start < post[0]:
                 post = (start, label)
@@ -419,72 +510,70 @@ def _classify(mention: _Mention, clause: str, cues: list[tuple[int, int, str, st
     return "positive"
 
 
-def _clauses(text: str) -> Iterable[str]:
-    for sentence in _SENTENCE_BREAK.split(text):
-        if not sentence or sentence.isspace():
-            continue
-        cuts = [0] + [m.start() for m in _CLAUSE_BREAK.finditer(sentence) if m.start() > 0] + [len(sentence)]
-        for a, b in zip(cuts, cuts[1:], strict=False):
-            if b > a:
-                yield sentence[a:b]
-
-
-def _label_clause(clause: str, found: dict[str, str], active: list[str], check_other: bool) -> bool:
-    """Update `found` with the clause's mentions of `active` observations; return whether an other
-    abnormality is affirmed (looked for only when `check_other`)."""
-    mentions: list[_Mention] = []
-    for observation in active:
-        rules = RULES[observation]
-        excluded = _spans(rules.exclude, clause) if rules.exclude is not None else []
-        if rules.findings is not None:
-            for m in rules.findings.finditer(clause):
-                if not _overlaps(m.start(), m.end(), excluded):
-                    mentions.append(_Mention(observation, m.start(), m.end(), "positive"))
-        if rules.hedged is not None:
-            for m in rules.hedged.finditer(clause):
-                if not _overlaps(m.start(), m.end(), excluded):
-                    mentions.append(_Mention(observation, m.start(), m.end(), "uncertain"))
-        if rules.anatomy is not None:
-            for mention in _anatomy_mentions(observation, rules.anatomy, clause):
-                if not _overlaps(mention.start, mention.end, excluded):
-                    mentions.append(mention)
-    if not mentions and not check_other:
-        return False
-    cues = _find_cues(clause)
-    mentions.sort(key=lambda x: x.start)
-    for i, mention in enumerate(mentions):
-        label = _classify(mention, clause, cues)
-        if label == "positive":
-            # "atelectasis or pneumonia", "edema versus infection": alternatives are uncertain.
-            for j in (i - 1, i + 1):
-                if 0 <= j < len(mentions) and mentions[j].observation != mention.observation:
-                    a, b = sorted((mention, mentions[j]), key=lambda x: x.start)
-                    if a.end <= b.start and _ALTERNATIVE.match(clause[a.end : b.start]):
-                        label = "uncertain"
-        if _RANK[label] > _RANK[found[mention.observation]]:
-            found[mention.observation] = label
-    for m in OTHER_ABNORMALITIES.finditer(clause) if check_other else ():
-        other = _Mention("other", m.start(), m.end(), "positive")
-        if _classify(other, clause, cues) in ("positive", "uncertain"):
-            return True
-    return False
-
-
 def label_report(text: str) -> dict[str, str]:
     """Label one report: {observation: "positive"|"negative"|"uncertain"|"not_mentioned"} in canonical order."""
     found = dict.fromkeys(CHEXPERT_OBSERVATIONS, "not_mentioned")
     text = text.lower()
-    # Screen the whole report once: most observations are absent, and their clause-level search is skipped.
-    active = [
-        o
-        for o, r in RULES.items()
-        if any(p is not None and p.search(text) for p in (r.findings, r.hedged, r.anatomy))
-    ]
-    check_other = OTHER_ABNORMALITIES.search(text) is not None
-    other_abnormality = False
-    if active or check_other:
-        for clause in _clauses(text):
-            other_abnormality |= _label_clause(clause, found, active, check_other)
+    # Each pattern runs once over the whole report; matches are then assigned to clauses by offset.
+    hits = []  # (observation, kind, start, end)
+    for observation, rules in RULES.items():
+        for kind, pattern in (("positive", rules.findings), ("uncertain", rules.hedged), ("anatomy", rules.anatomy)):
+            if pattern is not None:
+                hits += [(observation, kind, m.start(), m.end()) for m in pattern.finditer(text)]
+    others = _spans(OTHER_ABNORMALITIES, text)
+    if not hits and not others:
+        found["No Finding"] = "positive"
+        return found
+
+    clauses = _clause_spans(text)
+    clause_starts = [s for s, _ in clauses]
+
+    def clause_of(start: int, end: int) -> int:
+        i = bisect.bisect_right(clause_starts, start) - 1
+        return i if i >= 0 and end <= clauses[i][1] else -1
+
+    def by_clause(items) -> dict[int, list]:
+        grouped: dict[int, list] = {}
+        for item in items:
+            i = clause_of(item[0], item[1])
+            if i >= 0:
+                grouped.setdefault(i, []).append(item)
+        return grouped
+
+    qualifiers = by_clause((m.start(), m.end(), m.lastgroup) for m in _QUALIFIER.finditer(text)) if any(
+        h[1] == "anatomy" for h in hits) else {}
+    excluded = {o: _spans(r.exclude, text) for o, r in RULES.items() if r.exclude is not None}
+    mentions: dict[int, list[_Mention]] = {}
+    for observation, kind, start, end in hits:
+        i = clause_of(start, end)
+        if i < 0:
+            continue
+        if kind == "anatomy":
+            mention = _anatomy_mention(observation, start, end, text, qualifiers.get(i, ()))
+        else:
+            mention = _Mention(observation, start, end, kind)
+        if mention is not None and not _overlaps(mention.start, mention.end, excluded.get(observation, ())):
+            mentions.setdefault(i, []).append(mention)
+
+    cues = by_clause(_find_cues(text)) if mentions or others else {}
+    for i, clause_mentions in mentions.items():
+        clause_mentions.sort(key=lambda x: x.start)
+        for j, mention in enumerate(clause_mentions):
+            label = _classify(mention, text, cues.get(i, []))
+            if label == "positive":
+                # "atelectasis or pneumonia", "edema versus infection": alternatives are uncertain.
+                for k in (j - 1, j + 1):
+                    if 0 <= k < len(clause_mentions) and clause_mentions[k].observation != mention.observation:
+                        a, b = sorted((mention, clause_mentions[k]), key=lambda x: x.start)
+                        if a.end <= b.start and _ALTERNATIVE.match(text, a.end, b.start):
+                            label = "uncertain"
+            if _RANK[label] > _RANK[found[mention.observation]]:
+                found[mention.observation] = label
+    other_abnormality = any(
+        _classify(_Mention("other", s, e, "positive"), text, cues.get(clause_of(s, e), [])) != "negative"
+        for s, e in others
+        if clause_of(s, e) >= 0
+    )
     pathology = any(found[o] in ("positive", "uncertain") for o in PATHOLOGIES)
     found["No Finding"] = "not_mentioned" if pathology or other_abnormality else "positive"
     return found
