@@ -34,6 +34,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -321,10 +322,11 @@ def _run_jobs(job: _Job, n: int, workers: int, progress: bool) -> list[dict[str,
     bar = dict(total=n, desc=f"synth {job.kind}", unit="study", disable=not progress)
     if workers <= 1:
         return [_worker(t) for t in tqdm(tasks, **bar)]
-    # spawn: safe with threads (torch) in the parent and the same on every OS.
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        chunk = max(1, min(64, n // (workers * 8)))
-        return list(tqdm(pool.imap(_worker, tasks, chunksize=chunk), **bar))
+    # spawn: safe with threads (torch) in the parent and the same on every OS. A worker that dies raises
+    # BrokenProcessPool here instead of hanging; map() yields results in index order.
+    chunk = max(1, min(64, n // (workers * 8)))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(tqdm(pool.map(_worker, tasks, chunksize=chunk), **bar))
 
 
 def _write_tables(root: Path, rows: list[dict[str, Any]], job: _Job, n: int, test_fraction: float) -> dict:
