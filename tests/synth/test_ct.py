@@ -10,8 +10,8 @@ import pytest
 from medvlm.synth.ct import ORGANS, CTConfig
 from medvlm.synth.dataset import generate_one, write_dataset
 
-ALL_LESIONS = CTConfig(prevalence={"lung nodule": 1.0, "liver lesion": 1.0, "kidney cyst": 1.0})
-NO_LESIONS = CTConfig(prevalence={"lung nodule": 0.0, "liver lesion": 0.0, "kidney cyst": 0.0})
+ALL_LESIONS = CTConfig(prevalence={"lung_nodule": 1.0, "liver_lesion": 1.0, "kidney_cyst": 1.0})
+NO_LESIONS = CTConfig(prevalence={"lung_nodule": 0.0, "liver_lesion": 0.0, "kidney_cyst": 0.0})
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,8 @@ def test_every_lesion_is_masked_inside_its_organ_and_stands_out_from_noise(with_
         for finding in study.findings:
             assert finding["present"]
             lesion = masks[finding["mask"]]
-            organ = masks[{"lung nodule": f"lung_{finding.get('side')}", "liver lesion": "liver",
-                           "kidney cyst": f"kidney_{finding.get('side')}"}[finding["name"]]]
+            organ = masks[{"lung_nodule": f"lung_{finding.get('side')}", "liver_lesion": "liver",
+                           "kidney_cyst": f"kidney_{finding.get('side')}"}[finding["name"]]]
             assert lesion.sum() > 0
             assert (lesion & organ).sum() >= 0.8 * lesion.sum(), (study.study_id, finding["name"])
             assert organ[tuple(finding["centre_voxel"])]
@@ -83,12 +83,12 @@ def test_report_mentions_every_present_finding_with_size_and_location(with_lesio
         for finding in study.findings:
             size = f"{round(finding['size_mm'])} mm"
             assert size in findings and size in impression
-        assert by_name["lung nodule"]["location"] in findings
-        assert f"segment {by_name['liver lesion']['segment']}" in findings
-        assert f"{by_name['kidney cyst']['side']} kidney" in findings or f"{by_name['kidney cyst']['side']} renal" in findings
-        assert by_name["lung nodule"]["location"].split()[0] in {"right", "left"}
-        if by_name["lung nodule"]["side"] == "left":
-            assert "middle" not in by_name["lung nodule"]["location"]
+        assert by_name["lung_nodule"]["location"] in findings
+        assert f"segment {by_name['liver_lesion']['segment']}" in findings
+        assert f"{by_name['kidney_cyst']['side']} kidney" in findings or f"{by_name['kidney_cyst']['side']} renal" in findings
+        assert by_name["lung_nodule"]["location"].split()[0] in {"right", "left"}
+        if by_name["lung_nodule"]["side"] == "left":
+            assert "middle" not in by_name["lung_nodule"]["location"]
 
 
 def test_answers_match_the_truth(with_lesions):
@@ -101,14 +101,14 @@ def test_answers_match_the_truth(with_lesions):
                 assert q.answer == ("yes" if present[q.topic] else "no")
             if q.text.startswith("Is the nodule in the"):
                 asked = q.text.split()[-2]
-                assert q.answer == ("yes" if by_name["lung nodule"]["side"] == asked else "no")
+                assert q.answer == ("yes" if by_name["lung_nodule"]["side"] == asked else "no")
         open_answers = [q.answer for q in study.questions if q.answer_type == "open"]
-        if present["lung nodule"]:
-            assert by_name["lung nodule"]["location"] in open_answers
-        if present["liver lesion"]:
-            assert f"segment {by_name['liver lesion']['segment']}" in open_answers
-        if present["kidney cyst"]:
-            assert by_name["kidney cyst"]["side"] in open_answers
+        if present["lung_nodule"]:
+            assert by_name["lung_nodule"]["location"] in open_answers
+        if present["liver_lesion"]:
+            assert f"segment {by_name['liver_lesion']['segment']}" in open_answers
+        if present["kidney_cyst"]:
+            assert by_name["kidney_cyst"]["side"] in open_answers
         if not any(present.values()):
             assert open_answers == ["none"]
             assert "No" in study.report.split("IMPRESSION: ")[1] or "Normal" in study.report
@@ -122,7 +122,7 @@ def test_normal_study_has_organ_masks_only():
 
 def test_config_rejects_unknown_lesions_and_tiny_grids():
     with pytest.raises(ValueError, match="prevalence"):
-        CTConfig(prevalence={"lung nodule": 0.5})
+        CTConfig(prevalence={"lung_nodule": 0.5})
     with pytest.raises(ValueError, match="depth"):
         CTConfig(size_px=64, depth=8)
 

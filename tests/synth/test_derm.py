@@ -110,15 +110,15 @@ def test_answers_match_the_truth(studies):
 
 
 def test_prevalence_sets_the_diagnosis_mix():
-    all_melanoma = DermConfig(prevalence={"atypical nevus": 0.0, "melanoma": 1.0})
-    all_benign = DermConfig(prevalence={"atypical nevus": 0.0, "melanoma": 0.0})
+    all_melanoma = DermConfig(prevalence={"atypical_nevus": 0.0, "melanoma": 1.0})
+    all_benign = DermConfig(prevalence={"atypical_nevus": 0.0, "melanoma": 0.0})
     assert {generate_one("derm", i, config=all_melanoma).labels["diagnosis"] for i in range(6)} == {"melanoma"}
     assert {generate_one("derm", i, config=all_benign).labels["diagnosis"] for i in range(6)} == {"benign nevus"}
 
 
 def test_config_rejects_impossible_settings():
     with pytest.raises(ValueError, match="sum to at most 1"):
-        DermConfig(prevalence={"atypical nevus": 0.6, "melanoma": 0.6})
+        DermConfig(prevalence={"atypical_nevus": 0.6, "melanoma": 0.6})
     with pytest.raises(ValueError, match="unknown"):
         DermConfig(prevalence={"basal cell carcinoma": 0.1})
     with pytest.raises(ValueError, match="diameter_mm"):
@@ -139,4 +139,4 @@ def test_written_dataset_has_images_masks_and_labels(tmp_path):
         assert (summary.out / line["images"][0]).is_file()
         lesion = next(f for f in line["findings"] if f["name"] == "lesion")
         assert (summary.out / lesion["mask"]).is_file()
-    assert set(summary.card["prevalences"]) >= {"melanoma", "atypical nevus", "irregular border"}
+    assert set(summary.card["prevalences"]) >= {"melanoma", "atypical_nevus", "irregular_border"}

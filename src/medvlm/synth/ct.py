@@ -26,7 +26,7 @@ from medvlm.synth.texture import ridges, smooth_noise
 
 GENERATOR_VERSION = "1"
 
-LESIONS = ("lung nodule", "liver lesion", "kidney cyst")
+LESIONS = ("lung_nodule", "liver_lesion", "kidney_cyst")
 LOBES = {"right": ("upper", "middle", "lower"), "left": ("upper", "lower")}
 LOBE_WEIGHTS = {"right": (0.4, 0.2, 0.4), "left": (0.55, 0.45)}
 SEGMENTS = ("II", "III", "IVa", "IVb", "V", "VI", "VII", "VIII")  # Couinaud; caudate (I) not modelled
@@ -40,7 +40,7 @@ class CTConfig:
     """Options of the CT generator.
 
     size_px: rows = columns of each slice; depth: slices (None: size_px // 2).
-    prevalence: probability of each lesion ("lung nodule", "liver lesion", "kidney cyst"), drawn independently.
+    prevalence: probability of each lesion ("lung_nodule", "liver_lesion", "kidney_cyst"), drawn independently.
     *_size_mm: (min, max) lesion diameter; liver lesions and cysts are at least 3 in-plane voxels across (coarse
     grids raise the minimum), and a lesion that does not fit its organ is shrunk; the truth has the drawn size.
     """
@@ -48,7 +48,7 @@ class CTConfig:
     size_px: int = 64
     depth: int | None = None
     prevalence: dict[str, float] = field(
-        default_factory=lambda: {"lung nodule": 0.4, "liver lesion": 0.3, "kidney cyst": 0.3})
+        default_factory=lambda: {"lung_nodule": 0.4, "liver_lesion": 0.3, "kidney_cyst": 0.3})
     nodule_size_mm: tuple[float, float] = (5.0, 30.0)
     liver_lesion_size_mm: tuple[float, float] = (10.0, 45.0)
     kidney_cyst_size_mm: tuple[float, float] = (8.0, 30.0)
@@ -326,7 +326,7 @@ def _draw_lesions(rng: np.random.Generator, g: _Grid, body: _Body, p: _Painter, 
     masks: dict[str, np.ndarray] = {}
     present = {name: bool(rng.random() < float(config.prevalence[name])) for name in LESIONS}
 
-    nodule: dict[str, Any] = {"name": "lung nodule", "present": present["lung nodule"]}
+    nodule: dict[str, Any] = {"name": "lung_nodule", "present": present["lung_nodule"]}
     if nodule["present"]:
         side = str(rng.choice(("right", "left")))
         lung = organs[f"lung_{side}"]
@@ -347,7 +347,7 @@ def _draw_lesions(rng: np.random.Generator, g: _Grid, body: _Body, p: _Painter, 
                       centre_voxel=list(centre))
     findings.append(nodule)
 
-    lesion: dict[str, Any] = {"name": "liver lesion", "present": present["liver lesion"]}
+    lesion: dict[str, Any] = {"name": "liver_lesion", "present": present["liver_lesion"]}
     if lesion["present"]:
         liver = organs["liver"]
         segments = _segment_of(g, liver)
@@ -364,7 +364,7 @@ def _draw_lesions(rng: np.random.Generator, g: _Grid, body: _Body, p: _Painter, 
                       hu=round(value), mask="liver_lesion", centre_voxel=list(centre))
     findings.append(lesion)
 
-    cyst: dict[str, Any] = {"name": "kidney cyst", "present": present["kidney cyst"]}
+    cyst: dict[str, Any] = {"name": "kidney_cyst", "present": present["kidney_cyst"]}
     if cyst["present"]:
         side = str(rng.choice(("right", "left")))
         kidney = organs[f"kidney_{side}"]
@@ -395,7 +395,7 @@ def _mm(value: float) -> str:
 def ct_report(rng: np.random.Generator, findings: list[dict[str, Any]]) -> str:
     """FINDINGS organ by organ (each lesion stated, absent ones negated) and a numbered IMPRESSION."""
     by_name = {f["name"]: f for f in findings}
-    nodule, liver, cyst = by_name["lung nodule"], by_name["liver lesion"], by_name["kidney cyst"]
+    nodule, liver, cyst = by_name["lung_nodule"], by_name["liver_lesion"], by_name["kidney_cyst"]
     parts = [str(rng.choice(["Non-contrast CT of the chest and upper abdomen.", "CT chest/abdomen without contrast.",
                              "Unenhanced CT from the lung apices to the kidneys."]))]
     impression = []
@@ -448,14 +448,14 @@ def ct_questions(rng: np.random.Generator, findings: list[dict[str, Any]]) -> li
         return str(rng.choice(options))
 
     by_name = {f["name"]: f for f in findings}
-    nodule, liver, cyst = by_name["lung nodule"], by_name["liver lesion"], by_name["kidney cyst"]
+    nodule, liver, cyst = by_name["lung_nodule"], by_name["liver_lesion"], by_name["kidney_cyst"]
     questions = [
         SynthQuestion(pick(["Is there a lung nodule?", "Is a pulmonary nodule present?"]),
-                      yes(nodule["present"]), "closed", "lung nodule"),
+                      yes(nodule["present"]), "closed", "lung_nodule"),
         SynthQuestion(pick(["Is there a focal liver lesion?", "Is a liver lesion present?"]),
-                      yes(liver["present"]), "closed", "liver lesion"),
+                      yes(liver["present"]), "closed", "liver_lesion"),
         SynthQuestion(pick(["Is there a kidney cyst?", "Is a renal cyst present?"]),
-                      yes(cyst["present"]), "closed", "kidney cyst"),
+                      yes(cyst["present"]), "closed", "kidney_cyst"),
     ]
     organs = [organ for organ, f in (("lung", nodule), ("liver", liver), ("kidney", cyst)) if f["present"]]
     questions.append(SynthQuestion(pick(["Which organs have a lesion?", "Where are the abnormalities?"]),
@@ -463,25 +463,25 @@ def ct_questions(rng: np.random.Generator, findings: list[dict[str, Any]]) -> li
     if nodule["present"]:
         asked = str(rng.choice(("right", "left")))
         questions += [
-            SynthQuestion(f"Is the nodule in the {asked} lung?", yes(nodule["side"] == asked), "closed", "lung nodule"),
+            SynthQuestion(f"Is the nodule in the {asked} lung?", yes(nodule["side"] == asked), "closed", "lung_nodule"),
             SynthQuestion(pick(["In which lobe is the nodule?", "Where is the lung nodule?"]),
-                          nodule["location"], "open", "lung nodule"),
+                          nodule["location"], "open", "lung_nodule"),
             SynthQuestion(pick(["What is the size of the lung nodule?", "How large is the nodule?"]),
-                          _mm(nodule["size_mm"]), "open", "lung nodule"),
+                          _mm(nodule["size_mm"]), "open", "lung_nodule"),
         ]
     if liver["present"]:
         questions += [
             SynthQuestion(pick(["Which liver segment contains the lesion?", "In which segment is the liver lesion?"]),
-                          f"segment {liver['segment']}", "open", "liver lesion"),
+                          f"segment {liver['segment']}", "open", "liver_lesion"),
             SynthQuestion(pick(["How large is the liver lesion?", "What is the size of the liver lesion?"]),
-                          _mm(liver["size_mm"]), "open", "liver lesion"),
+                          _mm(liver["size_mm"]), "open", "liver_lesion"),
         ]
     if cyst["present"]:
         questions += [
             SynthQuestion(pick(["Which kidney has a cyst?", "On which side is the renal cyst?"]),
-                          cyst["side"], "open", "kidney cyst"),
+                          cyst["side"], "open", "kidney_cyst"),
             SynthQuestion(pick(["What is the size of the kidney cyst?", "How large is the renal cyst?"]),
-                          _mm(cyst["size_mm"]), "open", "kidney cyst"),
+                          _mm(cyst["size_mm"]), "open", "kidney_cyst"),
         ]
     return questions
 
@@ -509,15 +509,21 @@ def render_volume(rng: np.random.Generator, config: CTConfig
 
 def generate_study(rng: np.random.Generator, index: int, config: CTConfig) -> SynthStudy:
     """One CT study (one synthetic patient): volume, organ and lesion masks, truth, report and questions."""
-    pixels, spacing, masks, findings, noise_sd = render_volume(rng, config)
-    image = SynthImage(role="current", pixels=pixels, kind="ct", spacing_mm=spacing, masks=masks)
+    # independent streams: changing the text never changes the voxels, and vice versa
+    image_rng, text_rng, misc_rng = rng.spawn(3)
+    pixels, spacing, masks, findings, noise_sd = render_volume(image_rng, config)
+    acquired = (np.datetime64("2022-01-01") + np.timedelta64(int(misc_rng.integers(0, 730)), "D")).astype(str)
+    image = SynthImage(role="current", pixels=pixels, kind="ct", spacing_mm=spacing, masks=masks,
+                       acquired=acquired.replace("-", ""))
     labels = {
+        "kind": "ct",
         "present": {f["name"]: f["present"] for f in findings},
         "noise_sd_hu": round(noise_sd, 2),
         "organs": list(ORGANS),
     }
+    report = ct_report(text_rng, findings)
     return SynthStudy(
-        study_id=f"ct{index:06d}", patient_id=f"ct-p{index:06d}", images=[image], findings=findings,
-        labels=labels, report=ct_report(rng, findings), questions=ct_questions(rng, findings),
-        report_prompt=str(rng.choice(REPORT_PROMPTS)),
+        study_id=f"ct{index:06d}", patient_id=f"ctpat{index:06d}", images=[image], findings=findings,
+        labels=labels, report=report, questions=ct_questions(text_rng, findings),
+        report_prompt=str(text_rng.choice(REPORT_PROMPTS)),
     )

@@ -45,21 +45,21 @@ LARGE_DIAMETER_MM = 6  # D scores a point above this
 class DermConfig:
     """Options of the dermoscopy generator.
 
-    prevalence: probability of "atypical nevus" and "melanoma"; the rest are benign nevi (sum must be <= 1).
+    prevalence: probability of "atypical_nevus" and "melanoma"; the rest are benign nevi (sum must be <= 1).
     diameter_mm: (min, max) greatest lesion diameter in whole mm; max at most 0.7 * field_of_view_mm.
     """
 
     size_px: int = 128
     field_of_view_mm: float = 20.0
-    prevalence: dict[str, float] = field(default_factory=lambda: {"atypical nevus": 0.3, "melanoma": 0.2})
+    prevalence: dict[str, float] = field(default_factory=lambda: {"atypical_nevus": 0.3, "melanoma": 0.2})
     diameter_mm: tuple[int, int] = (3, 14)
     hair_probability: float = 0.4
     vignette_probability: float = 0.7
 
     def __post_init__(self) -> None:
-        unknown = set(self.prevalence) - set(DIAGNOSES[1:])
+        unknown = set(self.prevalence) - {"atypical_nevus", "melanoma"}
         if unknown:
-            raise ValueError(f"DermConfig.prevalence: unknown {sorted(unknown)}; known: atypical nevus, melanoma")
+            raise ValueError(f"DermConfig.prevalence: unknown {sorted(unknown)}; known: atypical_nevus, melanoma")
         if sum(self.prevalence.values()) > 1.0 + 1e-9:
             raise ValueError(f"DermConfig.prevalence must sum to at most 1 (the rest are benign), got {self.prevalence}")
         low, high = (int(v) for v in self.diameter_mm)
@@ -386,32 +386,36 @@ def lesion_questions(rng: np.random.Generator, lesion: DermLesion) -> list[Synth
 
 def generate_study(rng: np.random.Generator, index: int, config: DermConfig) -> SynthStudy:
     """One dermoscopy study (one synthetic patient): image, lesion mask, ABCD truth, report and questions."""
-    p_atypical = float(config.prevalence.get("atypical nevus", 0.0))
+    # independent streams: changing the text never changes the pixels, and vice versa
+    truth_rng, image_rng, text_rng, misc_rng = rng.spawn(4)
+    p_atypical = float(config.prevalence.get("atypical_nevus", 0.0))
     p_melanoma = float(config.prevalence.get("melanoma", 0.0))
-    diagnosis = str(rng.choice(DIAGNOSES, p=[1 - p_atypical - p_melanoma, p_atypical, p_melanoma]))
-    lesion = draw_lesion(rng, diagnosis, config)
-    pixels, mask = render_lesion(rng, lesion, config)
+    diagnosis = str(truth_rng.choice(DIAGNOSES, p=[max(0.0, 1 - p_atypical - p_melanoma), p_atypical, p_melanoma]))
+    lesion = draw_lesion(truth_rng, diagnosis, config)
+    pixels, mask = render_lesion(image_rng, lesion, config)
     mm_per_px = config.field_of_view_mm / config.size_px
+    acquired = (np.datetime64("2022-01-01") + np.timedelta64(int(misc_rng.integers(0, 730)), "D")).astype(str)
     image = SynthImage(role="current", pixels=pixels, kind="rgb", spacing_mm=(mm_per_px, mm_per_px),
-                       masks={"lesion": mask})
+                       masks={"lesion": mask}, acquired=acquired.replace("-", ""))
     n = len(lesion.colours)
     findings = [
         {"name": "lesion", "present": True, "mask": "lesion", "diameter_mm": lesion.diameter_mm,
          "diagnosis": lesion.diagnosis},
         {"name": "asymmetry", "present": lesion.asymmetry_axes > 0, "axes": lesion.asymmetry_axes},
-        {"name": "irregular border", "present": lesion.border_irregular},
-        {"name": "colour variegation", "present": n > 1, "colours": list(lesion.colours)},
-        {"name": "diameter over 6 mm", "present": lesion.diameter_mm > LARGE_DIAMETER_MM,
+        {"name": "irregular_border", "present": lesion.border_irregular},
+        {"name": "colour_variegation", "present": n > 1, "colours": list(lesion.colours)},
+        {"name": "large_diameter", "present": lesion.diameter_mm > LARGE_DIAMETER_MM,
          "diameter_mm": lesion.diameter_mm},
-        {"name": "atypical nevus", "present": lesion.diagnosis == "atypical nevus"},
+        {"name": "atypical_nevus", "present": lesion.diagnosis == "atypical nevus"},
         {"name": "melanoma", "present": lesion.diagnosis == "melanoma"},
     ]
-    labels = {"diagnosis": lesion.diagnosis, "abcd_points": lesion.points, "abcd_score": lesion.score,
+    labels = {"kind": "derm", "present": {f["name"]: f["present"] for f in findings[1:]},
+              "diagnosis": lesion.diagnosis, "abcd_points": lesion.points, "abcd_score": lesion.score,
               "asymmetry_axes": lesion.asymmetry_axes, "border_irregular": lesion.border_irregular,
               "colours": list(lesion.colours), "diameter_mm": lesion.diameter_mm,
               "lesion_area_mm2": round(float(mask.sum()) * mm_per_px**2, 2)}
     return SynthStudy(
-        study_id=f"derm{index:06d}", patient_id=f"derm-p{index:06d}", images=[image], findings=findings,
-        labels=labels, report=lesion_report(rng, lesion), questions=lesion_questions(rng, lesion),
-        report_prompt=str(rng.choice(REPORT_PROMPTS)),
+        study_id=f"derm{index:06d}", patient_id=f"dermpat{index:06d}", images=[image], findings=findings,
+        labels=labels, report=lesion_report(text_rng, lesion), questions=lesion_questions(text_rng, lesion),
+        report_prompt=str(text_rng.choice(REPORT_PROMPTS)),
     )

@@ -266,12 +266,19 @@ def _tumour(rng: np.random.Generator, truth: TissueTruth, size: int, um: float, 
     p = truth.pleomorphism
     grid = _jittered_grid(rng, size, NUCLEAR_SPACING_UM[truth.cellularity] / um, 0.3)
     grid = grid[tumour[np.clip(grid[:, 0].astype(int), 0, size - 1), np.clip(grid[:, 1].astype(int), 0, size - 1)]]
-    if len(grid) < truth.mitoses + 1:  # a tiny tumour area: seed extra cells anywhere inside it
-        extra = np.argwhere(tumour)[rng.choice(int(tumour.sum()), truth.mitoses + 1 - len(grid), replace=False)]
-        grid = np.concatenate([grid, extra + 0.5])
+    # mitotic figures replace cells whole inside the tile, so that each one is seen and counted
+    margin = 5.0 / um
+    inner = np.flatnonzero(np.all((grid >= margin) & (grid <= size - margin), axis=1))
     n_mitoses = truth.mitoses
-    pick = rng.permutation(len(grid))
-    mitotic_centres, grid = grid[pick[:n_mitoses]], grid[pick[n_mitoses:]]
+    if len(inner) < n_mitoses:  # a tiny tumour area: seed extra cells anywhere well inside it
+        core = tumour.copy()
+        core[:int(np.ceil(margin))], core[size - int(np.ceil(margin)):] = False, False
+        core[:, :int(np.ceil(margin))], core[:, size - int(np.ceil(margin)):] = False, False
+        extra = np.argwhere(core)[rng.choice(int(core.sum()), n_mitoses - len(inner), replace=False)] + 0.5
+        inner = np.concatenate([inner, np.arange(len(grid), len(grid) + len(extra))])
+        grid = np.concatenate([grid, extra])
+    chosen = rng.permutation(inner)[:n_mitoses]
+    mitotic_centres, grid = grid[chosen], np.delete(grid, chosen, axis=0)
     spread = (1.0 - 0.12 * p, 1.0 + 0.15 * p)  # hyperchromasia varies more with pleomorphism
     nuclei = _random_nuclei(rng, grid, NUCLEAR_DIAMETER_UM[p] / um, SIZE_CV[p], (0.6 - 0.05 * p, 0.95),
                             SHAPE_IRREGULARITY[p], spread)
@@ -399,10 +406,14 @@ def tile_questions(rng: np.random.Generator, truth: TissueTruth) -> list[SynthQu
 
 def generate_study(rng: np.random.Generator, index: int, config: PathConfig) -> SynthStudy:
     """One H&E tile (one synthetic patient): image, nuclei/tumour/mitosis masks, truth, report and questions."""
-    truth = draw_truth(rng, config)
-    pixels, masks, n_nuclei = render_tile(rng, truth, config)
+    # independent streams: changing the text never changes the pixels, and vice versa
+    truth_rng, image_rng, text_rng, misc_rng = rng.spawn(4)
+    truth = draw_truth(truth_rng, config)
+    pixels, masks, n_nuclei = render_tile(image_rng, truth, config)
     mm_per_px = config.microns_per_px / 1000.0
-    image = SynthImage(role="current", pixels=pixels, kind="rgb", spacing_mm=(mm_per_px, mm_per_px), masks=masks)
+    acquired = (np.datetime64("2022-01-01") + np.timedelta64(int(misc_rng.integers(0, 730)), "D")).astype(str)
+    image = SynthImage(role="current", pixels=pixels, kind="rgb", spacing_mm=(mm_per_px, mm_per_px), masks=masks,
+                       acquired=acquired.replace("-", ""))
     area_mm2 = (config.size_px * mm_per_px) ** 2
     findings = [
         {"name": "nuclei", "present": True, "mask": "nuclei", "count": n_nuclei},
@@ -410,15 +421,16 @@ def generate_study(rng: np.random.Generator, index: int, config: PathConfig) -> 
          "mask": "tumour" if truth.tumour else None},
         {"name": "mitoses", "present": truth.mitoses > 0, "count": truth.mitoses,
          "mask": "mitoses" if "mitoses" in masks else None},
-        {"name": "marked pleomorphism", "present": truth.pleomorphism == 3},
-        {"name": "high cellularity", "present": truth.cellularity == 3},
+        {"name": "marked_pleomorphism", "present": truth.pleomorphism == 3},
+        {"name": "high_cellularity", "present": truth.cellularity == 3},
     ]
-    labels = {"diagnosis": truth.diagnosis, "tumour": truth.tumour, "grade": truth.grade,
+    labels = {"kind": "path", "present": {f["name"]: f["present"] for f in findings[1:]},
+              "diagnosis": truth.diagnosis, "tumour": truth.tumour, "grade": truth.grade,
               "cellularity_score": truth.cellularity, "pleomorphism_score": truth.pleomorphism,
               "mitotic_score": truth.mitotic_score, "mitoses": truth.mitoses, "nuclei": n_nuclei,
               "nuclei_per_mm2": round(n_nuclei / area_mm2, 1)}
     return SynthStudy(
-        study_id=f"path{index:06d}", patient_id=f"path-p{index:06d}", images=[image], findings=findings,
-        labels=labels, report=tile_report(rng, truth), questions=tile_questions(rng, truth),
-        report_prompt=str(rng.choice(REPORT_PROMPTS)),
+        study_id=f"path{index:06d}", patient_id=f"pathpat{index:06d}", images=[image], findings=findings,
+        labels=labels, report=tile_report(text_rng, truth), questions=tile_questions(text_rng, truth),
+        report_prompt=str(text_rng.choice(REPORT_PROMPTS)),
     )
