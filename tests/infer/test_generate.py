@@ -30,9 +30,20 @@ def test_greedy_is_repeatable_and_the_kv_cache_changes_nothing(loaded):
 
 def test_beam_search_returns_the_requested_number_of_answers(loaded):
     model, processor = loaded
-    texts = generate(model, processor, [IMAGE, IMAGE[::-1]], "<image> <image> Compare.", max_new_tokens=5,
-                     num_beams=3, num_return_sequences=3, length_penalty=0.5, no_repeat_ngram_size=2)
+    images = [IMAGE, IMAGE[::-1].copy()]
+    texts = generate(model, processor, images, "<image> <image> Compare.", max_new_tokens=5,
+                     num_beams=3, num_return_sequences=3)
     assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+    # plain HF generate gives the same beams when pixel_values are (batch, images_per_sample, C, H, W)
+    batch = collate([processor.encode_prompt("<image> <image> Compare.", images)], processor.tokenizer.pad_token_id,
+                    padding_side="left")
+    pixel_values = batch.pop("pixel_values").unsqueeze(0)
+    with torch.no_grad():
+        sequences = model.generate(**batch, pixel_values=pixel_values, max_new_tokens=5, num_beams=3,
+                                   num_return_sequences=3, do_sample=False)
+    assert processor.batch_decode(sequences[:, batch["input_ids"].shape[1]:]) == texts
+    assert len(generate(model, processor, images, None, max_new_tokens=4, num_beams=2, length_penalty=0.5,
+                        no_repeat_ngram_size=2)) == 1
 
 
 def test_sampling_is_repeatable_with_a_seed(loaded):

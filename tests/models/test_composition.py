@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForImageTextToText
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
 import medvlm
 from medvlm.api import save
@@ -143,8 +146,15 @@ def test_auto_classes_load_a_saved_model(compose, tmp_path):
     assert AutoConfig.from_pretrained(tmp_path).model_type == "medvlm"
     loaded = AutoModelForImageTextToText.from_pretrained(tmp_path)
     assert isinstance(loaded, MedVLMForConditionalGeneration)
+    assert AutoProcessor.from_pretrained(tmp_path).config == processor.config
     for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_import_medvlm_stays_light():
+    """The CLI imports medvlm for --help: no torch until a model is needed."""
+    code = "import sys, medvlm; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_tiny_preset_trains_its_tokenizer_on_the_texts():

@@ -263,7 +263,8 @@ class MedVLMProcessor:
         atomic_write_json(directory / PROCESSOR_FILE, dataclasses.asdict(self.config))
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> MedVLMProcessor:
+    def from_pretrained(cls, directory: str | os.PathLike, **hub_options: Any) -> MedVLMProcessor:
+        """Load from a local directory. hub_options: what AutoProcessor passes along; unused (no hub access)."""
         from transformers import AutoTokenizer
 
         directory = Path(directory)

@@ -1,13 +1,14 @@
 """The composed model: vision encoder + connector + causal LM (see modeling.py), its config, presets and tokenizer.
 
-Importing this package registers MedVLMConfig / MedVLMForConditionalGeneration with transformers' Auto classes
-(`register_auto_classes`, idempotent), so that after `import medvlm.models` (or any `medvlm.load`)
-`AutoConfig.from_pretrained(dir)` and `AutoModelForImageTextToText.from_pretrained(dir)` load medvlm directories.
+Importing this package registers MedVLMConfig / MedVLMForConditionalGeneration / MedVLMProcessor with transformers' Auto classes
+(`register_auto_classes`, idempotent), so that after `import medvlm.models` (or any `medvlm.load`) `AutoConfig`,
+`AutoModelForImageTextToText` and `AutoProcessor` `.from_pretrained(dir)` load medvlm directories.
 `import medvlm` alone does not do this: it would import torch and transformers (several seconds) on every CLI call.
 """
 
-from transformers import AutoConfig, AutoModelForImageTextToText
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
+from medvlm.data.processor import MedVLMProcessor
 from medvlm.models.configuration import MedVLMConfig
 from medvlm.models.modeling import MedVLMForConditionalGeneration
 from medvlm.models.presets import (
@@ -21,9 +22,10 @@ from medvlm.models.tokenizer import train_tokenizer
 
 
 def register_auto_classes() -> None:
-    """Let transformers' AutoConfig and AutoModelForImageTextToText load model_type "medvlm"."""
+    """Let transformers' AutoConfig, AutoModelForImageTextToText and AutoProcessor load model_type "medvlm"."""
     AutoConfig.register(MedVLMConfig.model_type, MedVLMConfig, exist_ok=True)
     AutoModelForImageTextToText.register(MedVLMConfig, MedVLMForConditionalGeneration, exist_ok=True)
+    AutoProcessor.register(MedVLMConfig, MedVLMProcessor, exist_ok=True)
 
 
 register_auto_classes()

@@ -66,6 +66,9 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
             **config.connector_config,
         )
         self.language_model = build_language_model(config.text_config)
+        # one config object per part, so that changes to a part (e.g. resized embeddings) are what gets saved
+        config.vision_config = self.vision_tower.model.config
+        config.text_config = self.language_model.config
         self.post_init()
 
     # --- embeddings: the language model's -----------------------------------------------------------------
