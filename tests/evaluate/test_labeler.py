@@ -228,3 +228,21 @@ def test_chexbert_backend_rejects_other_checkpoints(tmp_path):
     torch.save({"model_state_dict": {"module.classifier.weight": torch.zeros(2, 2)}}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="not a CheXbert checkpoint"):
         build_labeler("chexbert", tmp_path / "other.pth", tokenizer=tmp_path)
+
+
+def test_literal_gate_never_changes_labels(monkeypatch):
+    """Phrases skip their regex when no required literal is in the text; running it always gives the same labels."""
+    from medvlm.evaluate import labeler
+
+    texts = [
+        "Hydropneumothorax on the right. Left PICC line tip in the SVC. Prominent pulmonary vasculature.",
+        "Masslike opacity in the right upper lobe; cannot exclude tumor. Neurostimulator leads over the spine.",
+        "Air-space disease at the bases, possibly atelectasis versus pneumonia. Healed left rib fractures.",
+        "Apical pleural thickening. Stable widened mediastinum. Swan-Ganz catheter in the pulmonary artery.",
+        "Heart size is top-normal. No pericardial effusion. Fixation plate and screws in the cervical spine.",
+    ]
+    gated = label_reports(texts)
+    monkeypatch.setattr(labeler.Phrases, "_may_match", lambda self, text: True)
+    assert label_reports(texts) == gated
+    assert gated[0]["Pneumothorax"] == gated[0]["Pleural Effusion"] == gated[0]["Support Devices"] == "positive"
+    assert gated[1]["Lung Lesion"] == "positive" and gated[1]["Support Devices"] == "positive"

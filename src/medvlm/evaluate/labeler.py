@@ -252,7 +252,7 @@ RULES: dict[str, ObservationRules] = {
         findings=_rx(r"atelecta\w*", r"collapse[ds]?\b(?! vertebra)"),
         exclude=_rx(r"(?:vertebral|compression) collapse", r"collapse of (?:the )?(?:vertebra\w*|\w+ vertebral)"),
     ),
-    "Pneumothorax": ObservationRules(findings=_rx(r"\w*pneumothora(?:x|ces|xes)")),
+    "Pneumothorax": ObservationRules(findings=_rx(r"\w*pneumothora(?:x|ces|xes)", r"pleural air collection")),
     "Pleural Effusion": ObservationRules(
         findings=_rx(r"effusions?\b", r"pleural fluid", r"hydrothorax", r"hydropneumothora\w*"),
         exclude=_rx(r"pericardial effusions?", r"joint effusions?"),
@@ -375,7 +375,7 @@ _PRE_UNCERTAIN = re.compile(
     r"|possib(?:le|ly|ility of)|probabl[ey]|(?:less |more |most )?likely|unlikely|questionabl[ey]|question"
     r"|may|might|could|would|differential(?: diagnosis)?(?: includes?)?|consider(?:ed)?|borderline|equivocal"
     r"|indeterminate|presum(?:ed|ably)|versus|vs\.?|or possibly|maybe|atypical|early|developing"
-    r"|correlat\w* (?:clinically )?for|clinical correlation)\b"
+    r"|correlat\w* (?:clinically )?for|clinical correlation|(?:evaluat|assess)\w* (?:for|of))\b"
 )
 _PRE_NEGATION = re.compile(
     r"\b(?:no|without|negative for|free of|absence of|absent|resolution of|resolved|clear(?:ing|ed)? of"
