@@ -77,7 +77,7 @@ class CXRConfig:
     size_px: image side (64..1024). temporal: give studies a prior of the same patient, except
     `no_prior_fraction` of them. prevalence: finding -> probability present (independent), after the
     `normal_fraction` of studies that have no finding at all. p_new: chance a present finding was absent on the
-    prior; p_resolved: chance an absent finding was present on the prior (times its prevalence).
+    prior; p_resolved: chance an absent finding was present on the prior (times half its prevalence).
     """
 
     size_px: int = 128
@@ -86,7 +86,7 @@ class CXRConfig:
     normal_fraction: float = 0.3
     prevalence: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PREVALENCE))
     p_new: float = 0.25
-    p_resolved: float = 1.0
+    p_resolved: float = 0.3
     field_of_view_mm: float = 400.0
 
     def __post_init__(self) -> None:
@@ -397,8 +397,10 @@ def render(anatomy: Anatomy, pose: Pose, exposure: Exposure, findings: dict[str,
     # Body outline with neck and shoulders; outside is air.
     width = a.thorax_half_width + a.soft_tissue
     shoulder = (v + 0.72) * (1 / 0.16)
-    body_w = np.where(v < -0.9, 0.25, width + 0.03 + 0.2 * np.exp(-shoulder * shoulder) + 0.02 * np.clip(v, 0, 1))
-    body = _ramp(body_w - abs_u, 3 * f.edge)
+    body_w = width + 0.03 + 0.2 * np.exp(-shoulder * shoulder) + 0.02 * np.clip(v, 0, 1)
+    shoulder_top = v + 0.95 - 0.35 * np.clip(abs_u - 0.2, 0, None)  # shoulders slope down from the neck
+    torso = _ramp(np.minimum(body_w - abs_u, shoulder_top), 3 * f.edge)
+    body = np.maximum(torso, _ramp(0.24 - abs_u, 3 * f.edge))
     density = 0.03 + (0.45 + 0.06 * a.soft_tissue) * body
 
     elevate = {"right": 0.0, "left": 0.0}

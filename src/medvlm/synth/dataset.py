@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from medvlm.fileio import atomic_write_json, atomic_write_jsonl
-from medvlm.synth.base import SynthImage, SynthStudy
+from medvlm.synth.base import SynthImage, SynthStudy, config_with_options
 
 # kind -> (module exposing generate_study, name of its config dataclass, kind code for seeding).
 # The one place generators are registered; modules are imported only when their kind is used.
@@ -81,12 +81,6 @@ def generate_one(kind: str, index: int, *, seed: int = 0, config: Any = None) ->
     return generate_study(study_rng(seed, kind, index), index, config if config is not None else config_class())
 
 
-def deterministic_uid(*parts: Any) -> str:
-    """A DICOM UID under the 2.25 (UUID-derived) root, fixed by `parts`."""
-    digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
-    return "2.25." + str(int.from_bytes(digest[:16], "big"))
-
-
 def split_patients(patient_ids: list[str], seed: int, test_fraction: float) -> dict[str, str]:
     """patient_id -> "train" | "test"; exactly round(test_fraction * unique patients) test patients."""
     if not 0.0 <= test_fraction < 1.0:
@@ -117,31 +111,28 @@ def _write_png(path: Path, pixels: np.ndarray) -> None:
 def _write_image(root: Path, rel: str, image: SynthImage, study: SynthStudy, *, image_format: str, seed: int,
                  kind: str) -> str:
     """Write one image; returns the path to put in records (relative to root)."""
-    uid = lambda *p: deterministic_uid(seed, kind, study.study_id, image.role, *p)  # noqa: E731
-    if image.kind == "ct":
-        from medvlm import imaging
+    from medvlm import imaging
 
+    # A prior is its own (earlier) study of the same patient, so it gets its own study UID.
+    uid = lambda *p: imaging.deterministic_uid(seed, kind, study.study_id, image.role, *p)  # noqa: E731
+    if image.kind == "ct":
         rel_nifti = rel + ".nii.gz"
         imaging.write_nifti(root / rel_nifti, image.pixels, image.spacing_mm)
         imaging.write_dicom_series(
             root / (rel + "_dicom"), image.pixels, image.spacing_mm, patient_id=study.patient_id,
-            study_uid=deterministic_uid(seed, kind, study.study_id), series_uid=uid("series"),
-            study_date=image.acquired,
+            study_uid=uid("study"), series_uid=uid("series"), study_date=image.acquired, study_id=study.study_id,
         )
         return rel_nifti
     if image_format == "png":
         _write_png(root / (rel + ".png"), image.pixels)
         return rel + ".png"
     if image_format == "dicom":
-        from medvlm import imaging
-
         imaging.write_dicom_image(
             root / (rel + ".dcm"), image.pixels,
             modality="DX" if image.kind == "gray" else "XC",
             photometric="MONOCHROME2" if image.kind == "gray" else "RGB",
             patient_id=study.patient_id,
-            study_uid=deterministic_uid(seed, kind, study.study_id),
-            series_uid=uid("series"), sop_uid=uid("sop"),
+            study_uid=uid("study"), series_uid=uid("series"), sop_uid=uid("sop"), study_id=study.study_id,
             pixel_spacing_mm=tuple(image.spacing_mm[:2]),
             view_position=image.view, study_date=image.acquired,
         )
@@ -276,6 +267,9 @@ def write_dataset(
     *,
     seed: int = 0,
     config: Any = None,
+    size_px: int | None = None,
+    temporal: bool | None = None,
+    prevalence: dict[str, float] | None = None,
     test_fraction: float = 0.1,
     image_format: str = "png",
     workers: int = 1,
@@ -284,8 +278,9 @@ def write_dataset(
 ) -> DatasetSummary:
     """Generate `n` studies of `kind` and write the dataset folder `out` (see the module docstring).
 
-    config: the kind's config dataclass (default: its defaults). Same (kind, n, seed, config, test_fraction,
-    image_format) -> byte-identical files for any `workers`.
+    config: the kind's config dataclass (default: its defaults); size_px, temporal, prevalence (finding -> p)
+    override its fields. Same (kind, n, seed, config, test_fraction, image_format) -> byte-identical files for
+    any `workers`. overwrite: replace an existing dataset folder (one with a dataset.json; never anything else).
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
@@ -293,6 +288,7 @@ def write_dataset(
         raise ValueError(f"unknown image format {image_format!r}; choose one of {IMAGE_FORMATS}")
     _, config_class = load_generator(kind)
     config = config if config is not None else config_class()
+    config = config_with_options(config, size_px=size_px, temporal=temporal, prevalence=prevalence)
     split_patients([], seed, test_fraction)  # validates test_fraction before any work
     out = Path(out)
     _prepare_out(out, overwrite)
