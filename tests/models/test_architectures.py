@@ -83,3 +83,23 @@ def test_vision_encoder_from_a_directory(model_type, tokenizer, llama_config, tm
     saved, loaded = encoder.state_dict(), model.vision_tower.model.state_dict()
     assert all(torch.equal(saved[k], loaded[k]) for k in saved)
     _train_step_and_generate(model, processor)
+
+
+def test_a_tokenizer_with_a_chat_template_brings_it_along(vit_config, tmp_path):
+    from medvlm.data.processor import IGNORE_INDEX
+    from medvlm.models import train_tokenizer
+
+    tokenizer = train_tokenizer(["Small left pleural effusion."] * 3, vocab_size=300, min_frequency=1)
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    text_config = AutoConfig.for_model("llama", vocab_size=len(tokenizer), **LANGUAGE_MODELS["llama"])
+    AutoModelForCausalLM.from_config(text_config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    model, processor = build_model(ComposeConfig(vision=vit_config, text=str(tmp_path)))
+    assert processor.config.template == "tokenizer"
+    sample = processor.encode([{"from": "human", "value": "<image>\nFindings?"}, {"from": "gpt", "value": "Effusion."}],
+                              [np.zeros((8, 8), np.uint8)])
+    learned = [t for t, label in zip(sample.input_ids, sample.labels, strict=True) if label != IGNORE_INDEX]
+    assert processor.tokenizer.decode(learned) == "Effusion.<|im_end|>\n"

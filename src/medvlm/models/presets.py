@@ -31,7 +31,8 @@ from medvlm.models.vision import build_vision_model
 @dataclass
 class ComposeConfig:
     """A model from parts. vision / text: a local directory (weights loaded) or a config dict with `model_type`
-    (random init). image_mean / image_std None: the encoder directory's preprocessor_config.json, else 0.5."""
+    (random init). template None: the tokenizer's own chat template when it has one, else llava_v1.
+    image_mean / image_std None: the encoder directory's preprocessor_config.json, else 0.5."""
 
     vision: str | dict[str, Any]
     text: str | dict[str, Any]
@@ -39,7 +40,7 @@ class ComposeConfig:
     connector_config: dict[str, Any] = field(default_factory=dict)
     vision_feature_layer: int | list[int] | str = -2
     vision_feature_select: str = "drop_cls"
-    template: str = "llava_v1"
+    template: str | None = None
     system_prompt: str | None = None
     max_length: int = 2048
     resize_mode: str = "pad"
@@ -188,7 +189,7 @@ def build_model(
         image_mean=compose.image_mean if compose.image_mean is not None else mean,
         image_std=compose.image_std if compose.image_std is not None else std,
         resize_mode=compose.resize_mode,
-        template=compose.template,
+        template=compose.template or ("tokenizer" if getattr(tokenizer, "chat_template", None) else "llava_v1"),
         system_prompt=compose.system_prompt,
         max_length=compose.max_length,
         images_per_placeholder=config.images_per_placeholder,
@@ -198,9 +199,12 @@ def build_model(
 
 
 def set_generation_defaults(model: MedVLMForConditionalGeneration, processor: MedVLMProcessor) -> None:
-    """Stop at the template's end-of-turn tokens, pad with the pad token, never generate `<image>`."""
+    """Stop at the template's end-of-turn tokens (and the LM's eos), pad with the pad token, never generate `<image>`."""
     generation_config = model.generation_config
-    generation_config.eos_token_id = processor.stop_token_ids or None
+    lm_eos = model.config.text_config.eos_token_id
+    lm_eos = [] if lm_eos is None else [lm_eos] if isinstance(lm_eos, int) else list(lm_eos)
+    stops = processor.stop_token_ids + [i for i in lm_eos if i not in processor.stop_token_ids]
+    generation_config.eos_token_id = stops or None
     generation_config.pad_token_id = processor.tokenizer.pad_token_id
     generation_config.bos_token_id = processor.tokenizer.bos_token_id
     generation_config.suppress_tokens = [processor.image_token_id]
