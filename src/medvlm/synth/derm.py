@@ -172,7 +172,8 @@ def render_lesion(rng: np.random.Generator, lesion: DermLesion, config: DermConf
     """(RGB uint8 (S, S, 3), lesion mask bool (S, S)) for one lesion on skin."""
     size = int(config.size_px)
     mm_per_px = config.field_of_view_mm / size
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy = np.arange(size, dtype=np.float32)[:, None]  # (S, 1) rows
+    xx = np.arange(size, dtype=np.float32)[None, :]  # (1, S) columns
 
     # Outline: scale so the greatest diameter (max distance between outline points) is diameter_mm.
     terms = _harmonics(rng, lesion)
@@ -198,6 +199,7 @@ def render_lesion(rng: np.random.Generator, lesion: DermLesion, config: DermConf
     mask = rho_n < 1.0
 
     # Colour regions: rank pixels by a field that is radial, plus gradients and noise obeying the symmetry class.
+    # Noise is sampled at mirrored coordinates (|u|, |v|) along each axis the lesion is symmetric about.
     axes = lesion.asymmetry_axes
     lattice = noise_lattice(rng, (6, 6))
     nu = np.abs(u) if axes == 0 else u
@@ -225,7 +227,7 @@ def render_lesion(rng: np.random.Generator, lesion: DermLesion, config: DermConf
     skin = _skin(rng, size)
     image = skin * (1 - alpha) + lesion_rgb * alpha
     image = _hairs(rng, image, config)
-    image = _vignette(rng, image, config, np.hypot(yy + 0.5 - size / 2, xx + 0.5 - size / 2) / (size / 2))
+    image = _vignette(rng, image, config, np.hypot(yy + 0.5 - size / 2, xx + 0.5 - size / 2) / np.float32(size / 2))
     image += (rng.random(image.shape, dtype=np.float32) - np.float32(0.5)) * np.float32(6.0)  # sensor noise, sd 1.7
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
 
@@ -235,9 +237,9 @@ def _skin(rng: np.random.Generator, size: int) -> np.ndarray:
     light, dark = np.array([236, 194, 176], np.float32), np.array([150, 102, 78], np.float32)
     tone = light + (dark - light) * np.float32(rng.beta(1.6, 2.4))
     erythema = smooth_noise(rng, (size, size), 3) * np.float32(rng.uniform(4, 14))
-    furrows = ridges(smooth_noise(rng, (size, size), max(3, size // 8)), 0.05)
-    shade = (1 + 0.04 * smooth_noise(rng, (size, size), 4) - 0.02 * smooth_noise(rng, (size, size), max(3, size // 3))
-             - np.float32(rng.uniform(0.015, 0.04)) * furrows)
+    fine = smooth_noise(rng, (size, size), max(3, size // 8))
+    shade = (1 + 0.04 * smooth_noise(rng, (size, size), 4) - 0.015 * fine
+             - np.float32(rng.uniform(0.015, 0.04)) * ridges(fine, 0.05))  # furrows where the fine field crosses 0
     return shade[..., None] * tone + erythema[..., None] * np.array([1.0, -0.6, -0.4], np.float32)
 
 
@@ -248,7 +250,6 @@ def _hairs(rng: np.random.Generator, image: np.ndarray, config: DermConfig) -> n
     size = image.shape[0]
     n_hairs = 1 + int(rng.poisson(3))
     width = rng.uniform(0.8, 1.6) * size / 128
-    steps = np.linspace(0, 1, 3 * size, dtype=np.float32)[:, None]
     points = []
     for _ in range(n_hairs):
         start = rng.uniform(-0.1, 1.1, 2) * size
@@ -256,9 +257,10 @@ def _hairs(rng: np.random.Generator, image: np.ndarray, config: DermConfig) -> n
         length = rng.uniform(0.4, 1.4) * size
         end = start + length * np.array([np.sin(direction), np.cos(direction)])
         bend = (start + end) / 2 + rng.normal(0, 0.15 * length, 2)
+        steps = np.linspace(0, 1, int(1.5 * length) + 2)[:, None]  # about 0.7 px apart
         points.append((1 - steps) ** 2 * start + 2 * (1 - steps) * steps * bend + steps**2 * end)
-    curve = np.concatenate(points)  # (N, 2) as (row, col)
-    reach = int(np.ceil(width / 2 + 1))
+    curve = np.concatenate(points).astype(np.float32)  # (N, 2) as (row, col)
+    reach = int(np.ceil(width / 2 + 0.5))
     offsets = np.arange(-reach, reach + 1)
     base = np.floor(curve).astype(np.intp)
     coverage = np.zeros(size * size, np.float32)
