@@ -10,6 +10,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
 from medvlm.data.processor import MedVLMProcessor
 from medvlm.models.configuration import MedVLMConfig
+from medvlm.models.efficientnet import register_auto_classes as register_efficientnet_auto_classes
 from medvlm.models.modeling import MedVLMForConditionalGeneration
 from medvlm.models.presets import (
     PRESETS,
@@ -26,6 +27,7 @@ def register_auto_classes() -> None:
     AutoConfig.register(MedVLMConfig.model_type, MedVLMConfig, exist_ok=True)
     AutoModelForImageTextToText.register(MedVLMConfig, MedVLMForConditionalGeneration, exist_ok=True)
     AutoProcessor.register(MedVLMConfig, MedVLMProcessor, exist_ok=True)
+    register_efficientnet_auto_classes()  # vision encoder model_type "medvlm_efficientnet_lite"
 
 
 register_auto_classes()
