@@ -56,6 +56,8 @@ def test_observation_tables_are_chexperts():
         ("Pneumothorax is not seen.", {"Pneumothorax": "negative"}),
         ("The previously seen right pneumothorax has resolved.", {"Pneumothorax": "negative"}),
         ("The endotracheal tube has been removed.", {"Support Devices": "negative"}),
+        ("Resolved right pneumothorax.", {"Pneumothorax": "negative"}),  # the same word as a pre-cue
+        ("Interval removal of the enteric tube.", {"Support Devices": "negative"}),
         # scope ends at "but" / a new clause
         ("No pneumothorax, but there is a small right pleural effusion.",
          {"Pneumothorax": "negative", "Pleural Effusion": "positive"}),

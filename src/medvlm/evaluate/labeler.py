@@ -442,20 +442,32 @@ def _find_cues(text: str) -> list[tuple[int, int, str, str]]:
         (_PRE_NEGATION, "pre", "negative"),
     ):
         for m in pattern.finditer(text):
-            if m.end() == m.start() or _overlaps(m.start(), m.end(), taken):
+            span = (m.start(), m.end())
+            if span[0] == span[1]:
                 continue
-            cues.append((m.start(), m.end(), where, label))
-            taken.append((m.start(), m.end()))
+            if _overlaps(*span, taken):
+                # A bare word that is both a post- and a pre-cue ("resolved", "absent", "versus") acts both ways:
+                # "The pneumothorax has resolved." and "Resolved right pneumothorax." are both negative.
+                if not (where == "pre" and (span[0], span[1], "post", label) in cues):
+                    continue
+            cues.append((span[0], span[1], where, label))
+            taken.append(span)
     return cues
 
 
 def _clause_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of each clause: sentences split at scope breakers."""
+    breaks = iter([m.start() for m in _CLAUSE_BREAK.finditer(text)] + [len(text) + 1])
+    next_break = next(breaks)
     spans: list[tuple[int, int]] = []
     start = 0
     for end, next_start in [(m.start(), m.end()) for m in _SENTENCE_BREAK.finditer(text)] + [(len(text), 0)]:
         if end > start and not text[start:end].isspace():
-            cuts = [start] + [m.start() for m in _CLAUSE_BREAK.finditer(text, start, end) if m.start() > start]
+            cuts = [start]
+            while next_break < end:
+                if next_break > start:
+                    cuts.append(next_break)
+                next_break = next(breaks)
             spans += [(a, b) for a, b in zip(cuts, cuts[1:] + [end], strict=True) if b > a]
         start = next_start
     return spans
@@ -542,7 +554,7 @@ def label_report(text: str) -> dict[str, str]:
 
     qualifiers = by_clause((m.start(), m.end(), m.lastgroup) for m in _QUALIFIER.finditer(text)) if any(
         h[1] == "anatomy" for h in hits) else {}
-    excluded = {o: _spans(r.exclude, text) for o, r in RULES.items() if r.exclude is not None}
+    excluded = {o: _spans(RULES[o].exclude, text) for o in {h[0] for h in hits} if RULES[o].exclude is not None}
     mentions: dict[int, list[_Mention]] = {}
     for observation, kind, start, end in hits:
         i = clause_of(start, end)
