@@ -2,7 +2,9 @@
 
 `report_metrics(predictions, references)` returns, on a 0-1 scale (CIDEr-D on its own scale, ~0-10):
     bleu1 bleu2 bleu3 bleu4 rouge_l cider      pycocoevalcap 1.2 after PTB tokenisation (`medvlm.evaluate.nlg`)
-    meteor                                     METEOR 1.5, the jar (`medvlm.evaluate.meteor`); meteor=False skips
+    meteor                                     METEOR 1.5, the jar (`medvlm.evaluate.meteor`): corpus score from the
+                                               summed segment statistics, as pycocoevalcap; meteor=False skips
+    meteor_segment_mean                        the mean of the per-report METEOR scores
     bertscore_minilm_f1                        BERTScore F1 with all-MiniLM-L6-v2 (NOT roberta-large: not comparable
                                                with papers' BERTScore); bertscore=False skips
     clinical_micro_f1_14 clinical_macro_f1_14 clinical_micro_f1_5 clinical_macro_f1_5 and the `_plus` variants
@@ -35,7 +37,7 @@ from medvlm.fileio import atomic_write_json, atomic_write_text
 
 # the order of the keys in metrics.json, the summary table and the HTML report
 REPORT_KEYS = (
-    "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider", "bertscore_minilm_f1",
+    "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "meteor_segment_mean", "rouge_l", "cider", "bertscore_minilm_f1",
     "clinical_micro_f1_14", "clinical_macro_f1_14", "clinical_micro_f1_5", "clinical_macro_f1_5",
     "clinical_micro_f1_14_plus", "clinical_macro_f1_14_plus", "clinical_micro_f1_5_plus",
     "clinical_macro_f1_5_plus", "temporal_f1",
@@ -162,8 +164,12 @@ RANKING_SCORES = ("bertscore_minilm_f1", "meteor", "rouge_l", "clinical_agreemen
 
 
 def report_statistics(predictions: Sequence[str], references: Sequence[str], *, meteor: bool = True,
-                      bertscore: bool = True) -> ReportStatistics:
-    """Run every scorer once over aligned predictions and references (see the module docstring)."""
+                      bertscore: bool = True, meteor_scorer: Any = None) -> ReportStatistics:
+    """Run every scorer once over aligned predictions and references (see the module docstring).
+
+    meteor_scorer: a running `medvlm.evaluate.meteor.MeteorScorer` to reuse (e.g. across validation rounds);
+    without one a Java process is started and stopped for this call.
+    """
     from medvlm.evaluate.clinical import clinical_statistics, label_reports
     from medvlm.evaluate.nlg import nlg_statistics
     from medvlm.evaluate.temporal import temporal_statistics
@@ -182,10 +188,16 @@ def report_statistics(predictions: Sequence[str], references: Sequence[str], *, 
     per_sample["rouge_l"] = nlg.per_sample_rouge_l
     per_sample["cider"] = nlg.per_sample_cider
     if meteor:
-        from medvlm.evaluate.meteor import meteor_statistics
+        from medvlm.evaluate.meteor import MeteorScorer
 
-        families["meteor"] = meteor_stats = meteor_statistics(predictions, references)
-        per_sample["meteor"] = np.asarray(meteor_stats.segment_scores, dtype=float)
+        # the texts go to the jar PTB-tokenised, exactly as nlg tokenised them
+        if meteor_scorer is not None:
+            meteor_stats = meteor_scorer.score(nlg.predictions_tokenized, nlg.references_tokenized, tokenized=True)
+        else:
+            with MeteorScorer() as scorer:
+                meteor_stats = scorer.score(nlg.predictions_tokenized, nlg.references_tokenized, tokenized=True)
+        families["meteor"] = meteor_stats
+        per_sample["meteor"] = np.asarray(meteor_stats.per_segment, dtype=float)
     if bertscore:
         from medvlm.evaluate.bertscore import bertscore_minilm_f1
 
@@ -201,11 +213,12 @@ def report_statistics(predictions: Sequence[str], references: Sequence[str], *, 
 
 
 def report_metrics(predictions: Sequence[str], references: Sequence[str], *, bootstrap: int = 0, seed: int = 0,
-                   meteor: bool = True, bertscore: bool = True) -> dict:
+                   meteor: bool = True, bertscore: bool = True, meteor_scorer: Any = None) -> dict:
     """All report metrics (see the module docstring); with bootstrap=B, `ci95` from B paired resamples."""
     from medvlm.evaluate.bootstrap import bootstrap_ci
 
-    stats = report_statistics(predictions, references, meteor=meteor, bertscore=bertscore)
+    stats = report_statistics(predictions, references, meteor=meteor, bertscore=bertscore,
+                              meteor_scorer=meteor_scorer)
     metrics = stats.aggregate()
     if bootstrap:
         metrics["ci95"] = bootstrap_ci(list(stats.families.values()), len(stats), replicates=bootstrap, seed=seed)
