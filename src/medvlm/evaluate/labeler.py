@@ -419,8 +419,13 @@ class _Mention:
     base: str  # "positive" for findings, the qualifier's reading for anatomy
 
 
-def _words_between(text: str) -> int:
-    return len(_WORD.findall(text))
+def _word_starts(text: str) -> list[int]:
+    return [m.start() for m in _WORD.finditer(text)]
+
+
+def _words_between(word_starts: list[int], start: int, end: int) -> int:
+    """How many words begin in text[start:end] (`word_starts` from `_word_starts(text)`)."""
+    return bisect.bisect_left(word_starts, end) - bisect.bisect_left(word_starts, start)
 
 
 def _spans(pattern: re.Pattern | Phrases, text: str) -> list[tuple[int, int]]:
@@ -473,16 +478,16 @@ def _clause_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _anatomy_mention(observation: str, start: int, end: int, text: str, qualifiers) -> _Mention | None:
+def _anatomy_mention(observation: str, start: int, end: int, words: list[int], qualifiers) -> _Mention | None:
     """The anatomy phrase at [start, end) read with the nearest size qualifier of its clause, if any."""
     best = None  # (word gap, start, end, kind)
     for qs, qe, kind in qualifiers:
         if qs >= end:
-            gap = _words_between(text[end:qs])
+            gap = _words_between(words, end, qs)
             if gap <= 10 and (best is None or gap < best[0]):
                 best = (gap, qs, qe, kind)
         elif qe <= start:
-            gap = _words_between(text[qe:start])
+            gap = _words_between(words, qe, start)
             if gap <= 4 and (best is None or gap < best[0]):
                 best = (gap, qs, qe, kind)
     if best is None:
@@ -492,7 +497,7 @@ def _anatomy_mention(observation: str, start: int, end: int, text: str, qualifie
     return _Mention(observation, min(start, qs), max(end, qe), base)
 
 
-def _classify(mention: _Mention, text: str, cues: list[tuple[int, int, str, str]]) -> str:
+def _classify(mention: _Mention, text: str, words: list[int], cues: list[tuple[int, int, str, str]]) -> str:
     """The mention's label from the nearest pre- and post-cue of its clause (`cues`)."""
     if mention.base == "negative":
         return "negative"
@@ -502,14 +507,14 @@ def _classify(mention: _Mention, text: str, cues: list[tuple[int, int, str, str]
     post = None
     for start, end, where, label in cues:
         if where == "pre" and end <= mention.start:
-            gap = _words_between(text[end : mention.start])
+            gap = _words_between(words, end, mention.start)
             limit = _PRE_NOT_LIMIT_WORDS if text[start:end] == "not" else _PRE_LIMIT_WORDS
             if gap <= limit and (pre is None or end > pre[0]):
                 pre = (end, label)
         elif where == "post" and start >= mention.end:
-            between = text[mention.end : start]
-            if _words_between(between) > _POST_LIMIT_WORDS:
+            if _words_between(words, mention.end, start) > _POST_LIMIT_WORDS:
                 continue
+            between = text[mention.end : start]
             if "," in between and not _LIST_TAIL.search(between.rsplit(",", 1)[-1]):
                 continue  # a comma ends a post-cue's reach unless it is a list "A, B, or C is not seen"
             if post is None or start < post[0]:
@@ -538,6 +543,7 @@ def label_report(text: str) -> dict[str, str]:
         return found
 
     clauses = _clause_spans(text)
+    words = _word_starts(text)
     clause_starts = [s for s, _ in clauses]
 
     def clause_of(start: int, end: int) -> int:
@@ -561,7 +567,7 @@ def label_report(text: str) -> dict[str, str]:
         if i < 0:
             continue
         if kind == "anatomy":
-            mention = _anatomy_mention(observation, start, end, text, qualifiers.get(i, ()))
+            mention = _anatomy_mention(observation, start, end, words, qualifiers.get(i, ()))
         else:
             mention = _Mention(observation, start, end, kind)
         if mention is not None and not _overlaps(mention.start, mention.end, excluded.get(observation, ())):
@@ -571,7 +577,7 @@ def label_report(text: str) -> dict[str, str]:
     for i, clause_mentions in mentions.items():
         clause_mentions.sort(key=lambda x: x.start)
         for j, mention in enumerate(clause_mentions):
-            label = _classify(mention, text, cues.get(i, []))
+            label = _classify(mention, text, words, cues.get(i, []))
             if label == "positive":
                 # "atelectasis or pneumonia", "edema versus infection": alternatives are uncertain.
                 for k in (j - 1, j + 1):
@@ -582,7 +588,7 @@ def label_report(text: str) -> dict[str, str]:
             if _RANK[label] > _RANK[found[mention.observation]]:
                 found[mention.observation] = label
     other_abnormality = any(
-        _classify(_Mention("other", s, e, "positive"), text, cues.get(clause_of(s, e), [])) != "negative"
+        _classify(_Mention("other", s, e, "positive"), text, words, cues.get(clause_of(s, e), [])) != "negative"
         for s, e in others
         if clause_of(s, e) >= 0
     )
