@@ -92,6 +92,11 @@ def test_files_are_read_with_their_bit_depth(make_processor, tmp_path):
     assert torch.allclose(processor.preprocess_image(tmp_path / "gray_rgb.png"), torch.full((3, 8, 8), 128 / 255))
 
 
+def test_float_pixels_outside_the_unit_range_are_refused(make_processor):
+    with pytest.raises(ValueError, match=r"float pixels must lie in \[0, 1\], found -1000..400"):
+        make_processor().preprocess_image(np.array([[-1000.0, 400.0]], np.float32))
+
+
 def test_save_and_load_give_the_same_encoding(make_processor, tmp_path):
     processor = make_processor(template="llava_v1", system_prompt="Be brief.", max_length=99)
     processor.save_pretrained(tmp_path)

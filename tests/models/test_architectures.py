@@ -22,14 +22,18 @@ LANGUAGE_MODELS = {
     "gemma": {**SMALL, "num_key_value_heads": 1, "head_dim": 16},
     "gpt2": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 512},
 }
-VISION_MODELS = {
-    "vit": {},
-    "clip_vision_model": {},
-    "siglip_vision_model": {},
-    "dinov2": {},
-}
 VISION_SMALL = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2,
                 "num_attention_heads": 4, "intermediate_size": 64}
+EFFICIENTNET_TINY = {"image_size": 64, "stem_channels": 8, "head_channels": 64,
+                     "stages": [[1, 3, 1, 1, 8], [2, 3, 2, 2, 16], [1, 5, 2, 2, 24], [1, 3, 2, 2, 32], [1, 3, 2, 2, 32]]}
+# model_type -> (config settings, vision_feature_layer, image tokens per image)
+VISION_MODELS = {
+    "vit": (VISION_SMALL, -2, 16),  # 4x4 patches, CLS dropped
+    "clip_vision_model": (VISION_SMALL, -2, 16),
+    "siglip_vision_model": (VISION_SMALL, -2, 16),  # no CLS to drop
+    "dinov2": (VISION_SMALL, -2, 16),
+    "medvlm_efficientnet_lite": (EFFICIENTNET_TINY, -1, 4),  # one feature map: 2x2 grid at stride 32
+}
 
 
 def test_every_vision_encoder_is_tested():
@@ -71,15 +75,15 @@ def test_language_model_from_a_directory(model_type, tokenizer, vit_config, tmp_
 
 @pytest.mark.parametrize("model_type", sorted(VISION_MODELS))
 def test_vision_encoder_from_a_directory(model_type, tokenizer, llama_config, tmp_path):
-    vision_config = AutoConfig.for_model(model_type, **VISION_SMALL)
+    settings, feature_layer, tokens_per_image = VISION_MODELS[model_type]
+    vision_config = AutoConfig.for_model(model_type, **settings)
     encoder = build_vision_model(vision_config)
     encoder.save_pretrained(tmp_path)
 
-    model, processor = build_model(ComposeConfig(vision=str(tmp_path), text=llama_config, template="chatml"),
-                                   tokenizer=tokenizer)
-    has_cls = VISION_ENCODERS[model_type].has_cls_token
-    assert model.config.vision_has_cls_token is has_cls
-    assert processor.config.image_seq_length == 16  # 4x4 patches, CLS dropped where there is one
+    model, processor = build_model(ComposeConfig(vision=str(tmp_path), text=llama_config, template="chatml",
+                                                 vision_feature_layer=feature_layer), tokenizer=tokenizer)
+    assert model.config.vision_has_cls_token is VISION_ENCODERS[model_type].has_cls_token
+    assert processor.config.image_seq_length == tokens_per_image
     saved, loaded = encoder.state_dict(), model.vision_tower.model.state_dict()
     assert all(torch.equal(saved[k], loaded[k]) for k in saved)
     _train_step_and_generate(model, processor)

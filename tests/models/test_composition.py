@@ -157,8 +157,17 @@ def test_import_medvlm_stays_light():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_tiny_preset_trains_its_tokenizer_on_the_texts():
+def test_tiny_preset_trains_its_tokenizer_and_survives_a_round_trip(tmp_path):
     model, processor = medvlm.models.build_model("tiny", texts=["The heart is enlarged."] * 20)
     assert processor.config.image_size == 64 and processor.config.template == "chatml"
     assert model.config.text_config.vocab_size == len(processor.tokenizer)
     assert processor.tokenizer.convert_ids_to_tokens(model.config.image_token_id) == "<image>"
+    save(model, processor, tmp_path)
+    loaded, _ = medvlm.load(tmp_path)
+    lm = loaded.language_model
+    assert lm.get_output_embeddings().weight.data_ptr() == lm.get_input_embeddings().weight.data_ptr()  # tied
+    batch = collate([processor.encode(_qa("<image>\nFindings?", "enlarged"), [_image(6)])],
+                    processor.tokenizer.pad_token_id)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, loaded(**batch).logits, rtol=0, atol=0)

@@ -1,8 +1,8 @@
 """MedVLMProcessor: images -> pixel tensors, conversations -> token ids + labels, with `<image>` expansion.
 
 Images: files are read with `medvlm.imaging.load_image` (PNG/JPEG/TIFF/BMP/DICOM); arrays are taken as they are.
-Values are scaled to [0, 1] (integer images by their bit depth, float images are taken to be in [0, 1] already and
-clipped), gray is repeated to 3 channels (or RGB averaged to 1 when the encoder takes 1), then
+Values are scaled to [0, 1] (integer images by their bit depth; float images, e.g. windowed DICOM, must already be
+in [0, 1]: anything else is an error), gray is repeated to 3 channels (or RGB averaged to 1 when the encoder takes 1), then
   resize_mode="pad":     pad to a square with the mean colour, keeping the aspect ratio (LLaVA's expand2square),
                          then resize;
   resize_mode="stretch": resize straight to image_size x image_size.
@@ -77,12 +77,17 @@ class EncodedSample:
         return 0 if self.pixel_values is None else int(self.pixel_values.shape[0])
 
 
-def _scale_to_unit(pixels: np.ndarray, bits_stored: int | None) -> np.ndarray:
-    """Any image array -> float32 in [0, 1]."""
+def _scale_to_unit(pixels: np.ndarray, bits_stored: int | None, name: str) -> np.ndarray:
+    """Any image array -> float32 in [0, 1]: integers by their bit depth; floats must already be in [0, 1]."""
     if np.issubdtype(pixels.dtype, np.integer):
         bits = bits_stored or np.iinfo(pixels.dtype).bits
         return np.clip(pixels.astype(np.float32) / float(2**bits - 1), 0.0, 1.0)
-    return np.clip(pixels.astype(np.float32), 0.0, 1.0)
+    unit = pixels.astype(np.float32)
+    low, high = float(unit.min()), float(unit.max())
+    if low < -1e-6 or high > 1 + 1e-6 or not np.isfinite(unit).all():
+        raise ValueError(f"image {name}: float pixels must lie in [0, 1], found {low:g}..{high:g}; window them "
+                         "first (medvlm.imaging windows CT/DICOM values) or pass integer pixels")
+    return np.clip(unit, 0.0, 1.0)
 
 
 class MedVLMProcessor:
@@ -104,16 +109,15 @@ class MedVLMProcessor:
     def load_pixels(self, image: str | os.PathLike | np.ndarray) -> np.ndarray:
         """A path or an array -> float32 (H, W, num_channels) in [0, 1]."""
         if isinstance(image, np.ndarray):
-            pixels, bits = image, None
+            pixels, bits, name = image, None, "array"
         else:
             from medvlm.imaging import load_image
 
             loaded = load_image(image)
-            pixels, bits = loaded.pixels, loaded.meta.bits_stored
+            pixels, bits, name = loaded.pixels, loaded.meta.bits_stored, os.fspath(image)
         if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 3)):
-            raise ValueError(f"image {image if not isinstance(image, np.ndarray) else 'array'}: expected (H, W) "
-                             f"or (H, W, 3) pixels, got shape {pixels.shape}")
-        unit = _scale_to_unit(pixels, bits)
+            raise ValueError(f"image {name}: expected (H, W) or (H, W, 3) pixels, got shape {pixels.shape}")
+        unit = _scale_to_unit(pixels, bits, name)
         if unit.ndim == 2:
             unit = unit[:, :, None]
         channels = self.config.num_channels
@@ -140,7 +144,7 @@ class MedVLMProcessor:
             square[top:top + h, left:left + w] = unit
             unit = square
         channels = [
-            np.asarray(Image.fromarray(unit[:, :, i], mode="F").resize((size, size), Image.Resampling.BICUBIC))
+            np.asarray(Image.fromarray(np.ascontiguousarray(unit[:, :, i])).resize((size, size), Image.Resampling.BICUBIC))
             for i in range(unit.shape[2])
         ]
         resized = np.stack(channels, axis=0)  # (C, size, size)

@@ -25,6 +25,11 @@ from medvlm.models.language import build_language_model
 from medvlm.models.vision import VisionEncoder, build_vision_model, selected_feature_dim
 
 
+def _dtype_of(module: torch.nn.Module) -> torch.dtype:
+    """The dtype a part computes in (parts may differ, e.g. a float32 encoder beside a bfloat16 LM)."""
+    return next(p.dtype for p in module.parameters() if p.is_floating_point())
+
+
 class MedVLMPreTrainedModel(PreTrainedModel):
     config_class = MedVLMConfig
     base_model_prefix = ""
@@ -88,7 +93,7 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values (num_images, C, H, W) -> vision_features (num_images, tokens, dim); what the alignment
         stage may cache, since the encoder is frozen there."""
-        return self.vision_tower(pixel_values.to(self.dtype))
+        return self.vision_tower(pixel_values.to(_dtype_of(self.vision_tower)))
 
     def get_image_features(
         self, pixel_values: torch.Tensor | None = None, vision_features: torch.Tensor | None = None
@@ -106,7 +111,7 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
             vision_features = self.encode_images(pixel_values)
         elif vision_features.ndim == 4 and self.config.vision_feature_layer != "all":
             vision_features = vision_features.flatten(0, 1)  # (batch, images_per_sample, tokens, dim)
-        return self.connector(vision_features.to(self.dtype))
+        return self.connector(vision_features.to(_dtype_of(self.connector)))
 
     def _splice_images(
         self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, image_features: torch.Tensor
