@@ -40,7 +40,8 @@ class CTConfig:
     """Options of the CT generator.
 
     size_px: rows = columns of each slice; depth: slices (None: size_px // 2).
-    prevalence: probability of each lesion ("lung_nodule", "liver_lesion", "kidney_cyst"), drawn independently.
+    prevalence: probability of each lesion ("lung_nodule", "liver_lesion", "kidney_cyst"), drawn independently;
+    a lesion left out has probability 0.
     *_size_mm: (min, max) lesion diameter; liver lesions and cysts are at least 3 in-plane voxels across (coarse
     grids raise the minimum), and a lesion that does not fit its organ is shrunk; the truth has the drawn size.
     """
@@ -54,8 +55,10 @@ class CTConfig:
     kidney_cyst_size_mm: tuple[float, float] = (8.0, 30.0)
 
     def __post_init__(self) -> None:
-        if set(self.prevalence) != set(LESIONS):
-            raise ValueError(f"CTConfig.prevalence needs exactly the keys {list(LESIONS)}, got {sorted(self.prevalence)}")
+        unknown = set(self.prevalence) - set(LESIONS)
+        if unknown:
+            raise ValueError(f"CTConfig.prevalence has unknown lesions {sorted(unknown)}; known: {list(LESIONS)}")
+        self.prevalence = {name: float(self.prevalence.get(name, 0.0)) for name in LESIONS}
         for name, p in self.prevalence.items():
             if not 0.0 <= float(p) <= 1.0:
                 raise ValueError(f"CTConfig.prevalence[{name!r}] must be within [0, 1], got {p}")
@@ -109,12 +112,37 @@ def _ellipse(g: _Grid, cx: Any, cy: Any, ax: Any, ay: Any) -> np.ndarray:
     return (rho - 1.0) * np.minimum(ax, ay)
 
 
-def _ellipsoid(g: _Grid, centre: tuple[float, float, float], radii: tuple[float, float, float]) -> np.ndarray:
-    """Signed-distance-like weight of an ellipsoid (x, y, t centre and radii, mm), partial volume by in-plane size."""
+Box = tuple[slice, slice, slice]
+
+
+def _box(g: _Grid, centre: tuple[float, float, float], radii: tuple[float, float, float]) -> Box:
+    """Index slices (d, h, w) of the voxels within radii (plus one voxel) of centre (x, y, t in mm)."""
+    def span(coords: np.ndarray, c: float, r: float, step: float) -> slice:
+        index = np.flatnonzero(np.abs(coords - c) <= r + step)
+        return slice(int(index[0]), int(index[-1]) + 1) if index.size else slice(0, 0)
+
     cx, cy, ct = centre
     rx, ry, rt = radii
-    rho = np.sqrt(np.square((g.x - cx) / rx) + np.square((g.y - cy) / ry) + np.square((g.t - ct) / rt))
-    return _soft((rho - 1.0) * min(rx, ry), g.spacing[1])
+    return (span(g.t.ravel(), ct, rt, g.spacing[0]), span(g.y.ravel(), cy, ry, g.spacing[1]),
+            span(g.x.ravel(), cx, rx, g.spacing[2]))
+
+
+def _crop(g: _Grid, box: Box) -> _Grid:
+    return _Grid(x=g.x[:, :, box[2]], y=g.y[:, box[1], :], t=g.t[box[0]], spacing=g.spacing)
+
+
+def _ellipsoid(g: _Grid, centre: tuple[float, float, float], radii: tuple[float, float, float]
+               ) -> tuple[np.ndarray, Box]:
+    """Partial-volume weight of an ellipsoid (x, y, t centre and radii, mm) inside its bounding box, and the box."""
+    box = _box(g, centre, radii)
+    local = _crop(g, box)
+    cx, cy, ct = centre
+    rx, ry, rt = radii
+    rho = np.sqrt(np.square((local.x - cx) / rx) + np.square((local.y - cy) / ry) + np.square((local.t - ct) / rt))
+    return _soft((rho - 1.0) * min(rx, ry), g.spacing[1]), box
+
+
+_WHOLE: Box = (slice(None), slice(None), slice(None))
 
 
 class _Painter:
@@ -125,11 +153,13 @@ class _Painter:
         self.hu = np.full(shape, -1000.0, dtype=np.float32)
         self.label = np.zeros(shape, dtype=np.uint8)
 
-    def paint(self, weight: np.ndarray, value: Any, label: int | None = None) -> None:
-        weight = np.broadcast_to(weight, self.hu.shape)
-        self.hu += (value - self.hu) * weight
+    def paint(self, weight: np.ndarray, value: Any, label: int | None = None, box: Box = _WHOLE) -> None:
+        """Blend `value` (HU, scalar or broadcastable to the box) with `weight` over the voxels of `box`."""
+        hu = self.hu[box]  # a view: in-place updates reach the volume
+        weight = np.broadcast_to(weight, hu.shape)
+        hu += (value - hu) * weight
         if label is not None:
-            self.label[weight >= 0.5] = label
+            self.label[box][weight >= 0.5] = label
 
 
 @dataclass
@@ -193,42 +223,53 @@ def _draw_anatomy(rng: np.random.Generator, g: _Grid, coverage: float) -> tuple[
 
     # heart, left-anterior, sitting on the diaphragm
     heart_t = dia_l - rng.uniform(40, 50)
-    heart = _ellipsoid(g, (-rng.uniform(15, 30), lung_cy + 25.0, heart_t), (60.0, 48.0, 52.0))
-    p.paint(heart, 40.0, _ID["heart"])
+    heart_box, box = _ellipsoid(g, (-rng.uniform(15, 30), lung_cy + 25.0, heart_t), (60.0, 48.0, 52.0))
+    p.paint(heart_box, 40.0, _ID["heart"], box)
+    heart = np.zeros(g.shape, dtype=np.float32)
+    heart[box] = heart_box
 
     # liver under the right dome; spleen under the left
-    dome_r = dia_r + 28.0 * (np.square((g.x - 0.5 * cav_ax) / (0.45 * cav_ax)) + np.square((g.y - lung_cy) / cav_ay))
-    liver_shape = _ellipsoid(g, (0.3 * float(ax0), lung_cy - 5.0, dia_r + rng.uniform(55, 65)),
-                             (0.62 * float(ax0), 0.8 * float(ay0), rng.uniform(70, 80)))
-    liver = np.minimum(np.minimum(liver_shape, cavity), _soft(dome_r - g.t, g.spacing[0]))
-    p.paint(liver, 60.0 + rng.uniform(-5, 5), _ID["liver"])
-    spleen = _ellipsoid(g, (-0.62 * float(ax0), spine_y + 25.0, dia_l + 45.0), (28.0, 40.0, 50.0))
-    p.paint(np.minimum(spleen, cavity), 50.0, _ID["spleen"])
+    liver_shape, box = _ellipsoid(g, (0.3 * float(ax0), lung_cy - 5.0, dia_r + rng.uniform(55, 65)),
+                                  (0.62 * float(ax0), 0.8 * float(ay0), rng.uniform(70, 80)))
+    local = _crop(g, box)
+    ax_local, ay_local = cav_ax[box[0]], cav_ay[box[0]]
+    dome_r = dia_r + 28.0 * (np.square((local.x - 0.5 * ax_local) / (0.45 * ax_local))
+                             + np.square((local.y - lung_cy) / ay_local))
+    liver = np.minimum(np.minimum(liver_shape, cavity[box]), _soft(dome_r - local.t, g.spacing[0]))
+    p.paint(liver, 60.0 + rng.uniform(-5, 5), _ID["liver"], box)
+    spleen, box = _ellipsoid(g, (-0.62 * float(ax0), spine_y + 25.0, dia_l + 45.0), (28.0, 40.0, 50.0))
+    p.paint(np.minimum(spleen, cavity[box]), 50.0, _ID["spleen"], box)
 
     # kidneys, posterior beside the spine; renal sinus fat medially
     kidney_hu = rng.uniform(32, 40)
     for side, sign, centre_t in (("right", 1.0, dia_r + rng.uniform(115, 130)),
                                  ("left", -1.0, dia_l + rng.uniform(95, 110))):
         cx = sign * rng.uniform(58, 70)
-        p.paint(_ellipsoid(g, (cx, spine_y + 12.0, centre_t), (37.0, 34.0, 64.0)), -95.0, _ID["body"])  # perirenal fat
-        kidney = _ellipsoid(g, (cx, spine_y + 12.0, centre_t), (27.0, 24.0, 52.0))
-        p.paint(kidney, kidney_hu, _ID[f"kidney_{side}"])
-        sinus = _ellipsoid(g, (cx - sign * 13.0, spine_y + 14.0, centre_t), (9.0, 9.0, 24.0))
-        p.paint(sinus, -90.0, _ID["body"])
+        fat_weight, box = _ellipsoid(g, (cx, spine_y + 12.0, centre_t), (37.0, 34.0, 64.0))  # perirenal fat
+        p.paint(fat_weight, -95.0, _ID["body"], box)
+        kidney, box = _ellipsoid(g, (cx, spine_y + 12.0, centre_t), (27.0, 24.0, 52.0))
+        p.paint(kidney, kidney_hu, _ID[f"kidney_{side}"], box)
+        sinus, box = _ellipsoid(g, (cx - sign * 13.0, spine_y + 14.0, centre_t), (9.0, 9.0, 24.0))
+        p.paint(sinus, -90.0, _ID["body"], box)
 
     # lungs: rounded apices, bases on diaphragm domes that dip laterally and posteriorly, minus the mediastinum
-    taper = np.sqrt(np.clip((g.t - apex) / 70.0, 0.0, 1.0)) + 1e-3
-    lung_texture = smooth_noise(rng, g.shape, (max(2, depth // 3), max(3, size // 6), max(3, size // 6)))
-    vessels = ridges(smooth_noise(rng, g.shape, (max(3, depth // 2), max(4, size // 4), max(4, size // 4))), 0.08)
-    lung_hu = -860.0 + 25.0 * lung_texture + 30.0 * np.clip(-(g.y - lung_cy) / ay0, 0, 1) + 250.0 * vessels
+    # (only the slices above the lowest point a dome can reach are computed)
+    chest = np.flatnonzero(g.t.ravel() <= dia_l + 45.0 + 25.0 + g.spacing[0])
+    box = (slice(int(chest[0]), g.shape[0]) if chest.size else slice(0, 0), slice(None), slice(None))
+    c = _crop(g, box)
+    ax_c, ay_c = cav_ax[box[0]], cav_ay[box[0]]
+    taper = np.sqrt(np.clip((c.t - apex) / 70.0, 0.0, 1.0)) + 1e-3
+    lung_texture = smooth_noise(rng, (len(c.t), size, size), (max(2, len(c.t) // 3), max(3, size // 6), max(3, size // 6)))
+    vessels = ridges(smooth_noise(rng, (len(c.t), size, size), (max(3, len(c.t) // 2), max(4, size // 4),
+                                                                  max(4, size // 4))), 0.08)
+    lung_hu = -860.0 + 25.0 * lung_texture + 30.0 * np.clip(-(c.y - lung_cy) / ay0, 0, 1) + 250.0 * vessels
+    mediastinum = np.maximum(heart[box], _soft(np.abs(c.x) - 18.0, sxy) * (c.y > spine_y))
     for side, sign, dome_t in (("right", 1.0, dia_r), ("left", -1.0, dia_l)):
-        cx = sign * 0.48 * cav_ax
-        lx, ly = 0.44 * cav_ax * taper, 0.82 * cav_ay * taper
-        section = _ellipse(g, cx, lung_cy, lx, ly)
-        dome = dome_t + 45.0 * np.square((g.x - cx) / (0.44 * cav_ax)) + 25.0 * np.clip(-(g.y - lung_cy) / cav_ay, 0, 1)
-        lung = np.minimum(_soft(section, sxy), _soft(g.t - dome, g.spacing[0]))
-        lung = np.minimum(lung, 1.0 - np.maximum(heart, _soft(np.abs(g.x) - 18.0, sxy) * (g.y > spine_y)))
-        p.paint(lung, lung_hu, _ID[f"lung_{side}"])
+        cx = sign * 0.48 * ax_c
+        section = _ellipse(c, cx, lung_cy, 0.44 * ax_c * taper, 0.82 * ay_c * taper)
+        dome = dome_t + 45.0 * np.square((c.x - cx) / (0.44 * ax_c)) + 25.0 * np.clip(-(c.y - lung_cy) / ay_c, 0, 1)
+        lung = np.minimum(np.minimum(_soft(section, sxy), _soft(c.t - dome, g.spacing[0])), 1.0 - mediastinum)
+        p.paint(lung, lung_hu, _ID[f"lung_{side}"], box)
     body = _Body(diaphragm_right=dia_r, diaphragm_left=dia_l, apex=apex, cavity_ax=cav_ax, cavity_ay=cav_ay,
                  lung_centre_y=lung_cy)
     return p, body
@@ -307,11 +348,16 @@ def _place_sphere(rng: np.random.Generator, g: _Grid, organ: np.ndarray, region:
     return tuple(int(v) for v in best[1]), round(float(best[2]), 1)
 
 
-def _sphere_weight(g: _Grid, centre_voxel: tuple[int, int, int], diameter_mm: float) -> np.ndarray:
+def _paint_sphere(p: _Painter, g: _Grid, centre_voxel: tuple[int, int, int], diameter_mm: float,
+                  value: float) -> np.ndarray:
+    """Paint a sphere of `value` HU centred on a voxel; return its mask (weight >= 0.5) over the whole volume."""
     d, h, w = centre_voxel
-    cx, cy, ct = float(g.x[0, 0, w]), float(g.y[0, h, 0]), float(g.t[d, 0, 0])
-    distance = np.sqrt(np.square(g.x - cx) + np.square(g.y - cy) + np.square(g.t - ct)) - diameter_mm / 2
-    return _soft(distance, g.spacing[1])
+    radius = diameter_mm / 2
+    weight, box = _ellipsoid(g, (float(g.x[0, 0, w]), float(g.y[0, h, 0]), float(g.t[d, 0, 0])), (radius,) * 3)
+    p.paint(weight, value, box=box)
+    mask = np.zeros(g.shape, dtype=bool)
+    mask[box] = weight >= 0.5
+    return mask
 
 
 def _draw_size(rng: np.random.Generator, g: _Grid, size_range: tuple[float, float], min_voxels: float) -> float:
@@ -340,9 +386,7 @@ def _draw_lesions(rng: np.random.Generator, g: _Grid, body: _Body, p: _Painter, 
         size = _draw_size(rng, g, config.nodule_size_mm, 1.0)
         centre, size = _place_sphere(rng, g, lung, lung & (lobes == code), size, 0.98)
         lobe = names[choice]
-        weight = _sphere_weight(g, centre, size)
-        p.paint(weight, rng.uniform(10, 60))
-        masks["lung_nodule"] = weight >= 0.5
+        masks["lung_nodule"] = _paint_sphere(p, g, centre, size, rng.uniform(10, 60))
         nodule.update(side=side, lobe=lobe, location=f"{side} {lobe} lobe", size_mm=size, mask="lung_nodule",
                       centre_voxel=list(centre))
     findings.append(nodule)
@@ -357,9 +401,7 @@ def _draw_lesions(rng: np.random.Generator, g: _Grid, body: _Body, p: _Painter, 
         centre, size = _place_sphere(rng, g, liver, segments == index, size, 0.95)
         segment = SEGMENTS[int(segments[centre])]
         value = float(rng.uniform(5, 35))
-        weight = _sphere_weight(g, centre, size)
-        p.paint(weight, value)
-        masks["liver_lesion"] = weight >= 0.5
+        masks["liver_lesion"] = _paint_sphere(p, g, centre, size, value)
         lesion.update(segment=segment, lobe="right" if segment in RIGHT_SEGMENTS else "left", size_mm=size,
                       hu=round(value), mask="liver_lesion", centre_voxel=list(centre))
     findings.append(lesion)
@@ -371,9 +413,7 @@ def _draw_lesions(rng: np.random.Generator, g: _Grid, body: _Body, p: _Painter, 
         size = _draw_size(rng, g, config.kidney_cyst_size_mm, 3.0)
         centre, size = _place_sphere(rng, g, kidney, kidney, size, 0.85)
         value = float(rng.uniform(-5, 10))
-        weight = _sphere_weight(g, centre, size)
-        p.paint(weight, value)
-        masks["kidney_cyst"] = weight >= 0.5
+        masks["kidney_cyst"] = _paint_sphere(p, g, centre, size, value)
         cyst.update(side=side, size_mm=size, hu=round(value), mask="kidney_cyst", centre_voxel=list(centre))
     findings.append(cyst)
     return findings, masks
