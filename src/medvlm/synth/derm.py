@@ -45,7 +45,8 @@ LARGE_DIAMETER_MM = 6  # D scores a point above this
 class DermConfig:
     """Options of the dermoscopy generator.
 
-    prevalence: probability of "atypical_nevus" and "melanoma"; the rest are benign nevi (sum must be <= 1).
+    prevalence: probability of "atypical_nevus" and "melanoma" (a name left out has probability 0); the rest are
+    benign nevi (sum must be <= 1).
     diameter_mm: (min, max) greatest lesion diameter in whole mm; max at most 0.7 * field_of_view_mm.
     """
 
@@ -60,6 +61,7 @@ class DermConfig:
         unknown = set(self.prevalence) - {"atypical_nevus", "melanoma"}
         if unknown:
             raise ValueError(f"DermConfig.prevalence: unknown {sorted(unknown)}; known: atypical_nevus, melanoma")
+        self.prevalence = {name: float(self.prevalence.get(name, 0.0)) for name in ("atypical_nevus", "melanoma")}
         if sum(self.prevalence.values()) > 1.0 + 1e-9:
             raise ValueError(f"DermConfig.prevalence must sum to at most 1 (the rest are benign), got {self.prevalence}")
         low, high = (int(v) for v in self.diameter_mm)

@@ -54,8 +54,9 @@ class PathConfig:
     grade_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     def __post_init__(self) -> None:
-        if set(self.prevalence) != {"tumour"}:
-            raise ValueError(f"PathConfig.prevalence takes exactly the key 'tumour', got {sorted(self.prevalence)}")
+        if not set(self.prevalence) <= {"tumour"}:
+            raise ValueError(f"PathConfig.prevalence takes only the key 'tumour', got {sorted(self.prevalence)}")
+        self.prevalence = {"tumour": float(self.prevalence.get("tumour", 0.0))}
         if not 0.0 <= float(self.prevalence["tumour"]) <= 1.0:
             raise ValueError(f"PathConfig.prevalence['tumour'] must be within [0, 1], got {self.prevalence['tumour']}")
         if len(self.grade_weights) != 3 or min(self.grade_weights) < 0 or sum(self.grade_weights) <= 0:
