@@ -36,7 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
     import medvlm
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the command's output
     from medvlm.infer.predict import predict
 
     options = options_from_args(args)
