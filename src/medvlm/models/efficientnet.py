@@ -36,7 +36,13 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, PreTrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForImageClassification,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutputWithNoAttention
 
@@ -63,6 +69,7 @@ class EfficientNetLiteConfig(PreTrainedConfig):
     patch_size: stride of the token grid in pixels (32 = the head's own grid).
     hidden_size: token width, computed from `feature_stages` (any given value must agree).
     num_labels: classes of `EfficientNetLiteForImageClassification` (1000 for the ImageNet head).
+    freeze_batch_norm_stats: batch norm always normalises with its running statistics, in training too.
     """
 
     model_type: ClassVar[str] = MODEL_TYPE
@@ -77,6 +84,7 @@ class EfficientNetLiteConfig(PreTrainedConfig):
     hidden_size: int | None = None
     batch_norm_eps: float = 1e-3
     batch_norm_momentum: float = 0.01  # PyTorch convention; TensorFlow's 0.99
+    freeze_batch_norm_stats: bool = True  # see EfficientNetLitePreTrainedModel.train
     drop_path_rate: float = 0.0  # stochastic depth, scaled up linearly over the blocks (the original used 0.2)
     classifier_dropout: float = 0.2
 
@@ -197,6 +205,17 @@ class EfficientNetLitePreTrainedModel(PreTrainedModel):
     input_modalities = ("image",)
     _no_split_modules = ["MBConvBlock"]
 
+    def train(self, mode: bool = True):
+        """As nn.Module.train, except that with `config.freeze_batch_norm_stats` the batch norms stay in eval mode:
+        the pretrained running statistics are kept (a frozen encoder stays frozen under `model.train()`), and the
+        small per-device batches of VLM training never replace them. Their scale and shift still learn."""
+        super().train(mode)
+        if self.config.freeze_batch_norm_stats:
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
+        return self
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Conv2d):
@@ -234,6 +253,7 @@ class EfficientNetLiteModel(EfficientNetLitePreTrainedModel):
             self.stages.append(nn.Sequential(*blocks))
         self.head = ConvNormAct(in_channels, config.head_channels, 1, 1, config)
         self.post_init()
+        self.train()  # training mode, with the batch norms as the config says
 
     def feature_maps(self, pixel_values: torch.Tensor, last: int = -1) -> list[torch.Tensor]:
         """Stage outputs 0 (stem) .. `last` (default: the head), each (N, channels_i, H / stride_i, W / stride_i)."""
