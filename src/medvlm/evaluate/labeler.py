@@ -352,7 +352,8 @@ OTHER_ABNORMALITIES = _rx(
 
 # Size qualifiers that turn an anatomy mention into a label.
 _QUALIFIER = re.compile(
-    r"\b(?:(?P<normal>upper limits? of normal|top[- ]normal|upper[- ]normal|high[- ]normal|within normal limits"
+    r"\b(?:(?P<normal>upper limits?(?: of normal)?|top[- ]normal|upper[- ]normal|high[- ]normal"
+    r"|within normal (?:radiographic )?(?:size )?limits"
     r"|normal|unremarkable|not enlarged|not widened)"
     r"|(?P<uncertain>borderline|stable|unchanged|similar|grossly stable)"
     r"|(?P<abnormal>enlarge\w*|large|larger|increased|increase in size|widen\w*|wide|prominen\w*))\b"
@@ -363,6 +364,8 @@ _PSEUDO = re.compile(
     r"\bno (?:significant |interval |substantial |appreciable )*(?:change|increase|decrease|worsening"
     r"|improvement|progression)\b|\bwithout (?:significant |interval )*change\b|\bnot (?:only|necessarily)\b"
     r"|\bgram[- ]negative\b|\bno longer\b(?= (?:enlarged|widened))|\bto suggest\b|\bto exclude\b"
+    r"|(?<=no )(?:developing|increasing)\b|(?<=without )(?:developing|increasing)\b"
+    r"|(?<=evidence of )(?:developing|increasing)\b|(?<=evidence for )(?:developing|increasing)\b"
 )
 
 # (pattern, label, maximum words between cue and mention). Uncertainty cues are matched first, so the
@@ -375,11 +378,13 @@ _PRE_UNCERTAIN = re.compile(
     r"|possib(?:le|ly|ility of)|probabl[ey]|(?:less |more |most )?likely|unlikely|questionabl[ey]|question"
     r"|may|might|could|would|differential(?: diagnosis)?(?: includes?)?|consider(?:ed)?|borderline|equivocal"
     r"|indeterminate|presum(?:ed|ably)|versus|vs\.?|or possibly|maybe|atypical|early|developing"
-    r"|correlat\w* (?:clinically )?for|clinical correlation|(?:evaluat|assess)\w* (?:for|of))\b"
+    r"|correlat\w* (?:clinically )?for|clinical correlation|(?:evaluat|assess)\w* (?:for|of)|doubt(?:ful)?"
+    r"|no convincing|can (?:reflect|represent|indicate|include|relate to))\b"
 )
 _PRE_NEGATION = re.compile(
     r"\b(?:no|without|negative for|free of|absence of|absent|resolution of|resolved|clear(?:ing|ed)? of"
-    r"|removal of|removed|rather than|not|never|nor|neither|interval removal of|exclude[sd]?|ruled out)\b"
+    r"|removal of|removed|rather than|not|never|nor|neither|interval removal of|exclude[sd]?|ruled out"
+    r"|disappearance of)\b"
 )
 _POST_UNCERTAIN = re.compile(
     r"\b(?:can ?not|could not|cannot) be (?:entirely |completely |totally |definitely )?(?:excluded|ruled out"
@@ -393,7 +398,7 @@ _POST_NEGATION = re.compile(
     r"(?:seen|identified|present|visualized|visible|demonstrated|evident|appreciated|noted|detected|apparent"
     r"|observed)\b|\b(?:is|are|has|have|has since|have since|has now|have now)? ?(?:been )?(?:resolved|removed"
     r"|cleared)\b|\babsent\b|\b(?:is|are|appears?|remains?) (?:normal|unremarkable)\b"
-    r"|\bwithin (?:the )?(?:limits of normal|normal limits)\b"
+    r"|\bwithin (?:the )?(?:limits of normal|normal (?:radiographic )?(?:size )?limits)\b|\bremoval\b(?! of)"
 )
 _PRE_LIMIT_WORDS = 15
 _PRE_NOT_LIMIT_WORDS = 3  # "not" is a short-range cue: "not enlarged", "not seen"
