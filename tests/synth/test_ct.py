@@ -147,3 +147,14 @@ def test_written_dataset_has_nifti_and_dicom_series(tmp_path):
     assert np.array_equal(loaded.voxels, study.images[0].pixels.astype(np.float32))
     dicom = load_volume(summary.out / record["images"][0].replace(".nii.gz", "_dicom"))
     assert np.array_equal(dicom.voxels, loaded.voxels)
+
+
+def test_nodule_lobes_are_anatomically_placed():
+    config = CTConfig(size_px=48, depth=32, prevalence={"lung_nodule": 1.0})
+    height: dict[str, list[float]] = {"upper": [], "middle": [], "lower": []}
+    for i in range(24):
+        nodule = generate_one("ct", i, seed=8, config=config).findings[0]
+        height[nodule["lobe"]].append(nodule["centre_voxel"][0])  # d grows towards the head
+        assert (nodule["centre_voxel"][2] >= 24) == (nodule["side"] == "right")  # w grows towards patient right
+    assert height["upper"] and height["lower"]
+    assert np.mean(height["upper"]) > np.mean(height["lower"])
