@@ -59,3 +59,26 @@ def test_impossible_options_are_refused():
         GenerationOptions(num_return_sequences=2)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         GenerationOptions(do_sample=True, temperature=0)
+
+
+def test_a_tiny_model_learns_image_conditioned_answers_that_generate_returns():
+    """End to end: masking, splicing and the generation prompt agree, so what is trained is what comes out."""
+    from medvlm.models import TinyPresetConfig, build_model
+
+    torch.manual_seed(0)
+    answers = ["Small left pleural effusion.", "The heart is enlarged."]
+    half_white, white = np.zeros((64, 64), np.uint8), np.full((64, 64), 255, np.uint8)
+    half_white[:, :32] = 255
+    images = [half_white, white]
+    model, processor = build_model(TinyPresetConfig(vision_layers=1, text_layers=1), texts=answers * 10)
+    samples = [processor.encode([{"from": "human", "value": "<image>\nFindings?"}, {"from": "gpt", "value": a}], [im])
+               for a, im in zip(answers, images, strict=True)]
+    batch = collate(samples, processor.tokenizer.pad_token_id)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    for _ in range(30):
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    assert [generate(model, processor, [im], "Findings?", max_new_tokens=12)[0] for im in images] == answers
