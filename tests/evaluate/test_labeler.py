@@ -303,3 +303,45 @@ def test_negbio_patterns_as_test_sentences(pattern_file, expected):
             if got != expected:
                 wrong.append((item["id"], sentence, got))
     assert checked > 0 and wrong == []
+
+
+# CheXpert mention phrases (radtext's copy) we deliberately do not take as positive mentions, and why.
+CHEXPERT_PHRASE_DEVIATIONS = {
+    ("Edema", "vascular congestion"): "hedged: uncertain at best, as CheXpert's own uncertainty rules make it",
+    ("Edema", "pulmonary congestion"): "hedged, as above",
+    ("Edema", "indistinctness"): "hedged, as above",
+    ("Edema", "vascular prominence"): "hedged, as above",
+    ("Enlarged Cardiomediastinum", "contour"): "too broad alone (hilar, diaphragmatic contours)",
+    ("Enlarged Cardiomediastinum", "cardiac silhouette and vascularity"): "the cardiac silhouette is Cardiomegaly's",
+    ("Lung Opacity", "interstitial lung"): "only with a finding word (interstitial lung disease / opacity / markings)",
+    ("Pleural Other", "fibrosis"): "pulmonary fibrosis is not a pleural finding",
+    ("Support Devices", r"\blines?\b"): "bare 'line' is also a pleural line, Kerley lines, the midline",
+    ("Support Devices", "valve"): "bare 'valve' is also native valve calcification",
+    ("Support Devices", "marker"): "skin and nipple markers are not support devices",
+    ("Support Devices", "support"): "only as 'support devices'",
+}
+
+
+def test_chexpert_mention_phrases_are_found():
+    """Each phrase of CheXpert's mention lists, in a plain sentence, is a positive mention of its observation."""
+    spec = importlib.util.find_spec("radtext")
+    if spec is None or spec.origin is None:
+        pytest.skip("radtext (CheXpert's phrase lists) is not installed")
+    yaml = pytest.importorskip("yaml")
+    phrases = yaml.safe_load((Path(spec.origin).parent / "resources" / "chexpert_phrases.yml").read_text())
+    missed = []
+    for observation, lists in phrases.items():
+        if observation == "No Finding":  # CheXpert's list of other findings; see OTHER_ABNORMALITIES
+            continue
+        for phrase in lists["include"]:
+            if (observation, phrase) in CHEXPERT_PHRASE_DEVIATIONS:
+                continue
+            words = re.sub(r"\\b|\?|\\", "", phrase)
+            # finding phrases stand alone; anatomy phrases ("heart size") need a size word
+            if not any(label_report(s)[observation] == "positive"
+                       for s in (f"There is {words}.", f"The {words} is enlarged.")):
+                missed.append((observation, phrase))
+        for phrase in lists.get("exclude", []):  # "pericardial effusion" is no Pleural Effusion
+            if label_report(f"There is {phrase}.")[observation] == "positive":
+                missed.append((observation, f"excluded phrase {phrase!r} read as positive"))
+    assert missed == []
