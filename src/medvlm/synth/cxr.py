@@ -142,8 +142,19 @@ class Exposure:
     noise_sigma: float
 
 
+def _choose(rng: np.random.Generator, options, p=None) -> str:
+    """One of `options` (with probabilities p); cheaper than rng.choice for the few draws per study."""
+    u = rng.random()
+    if p is None:
+        return options[min(int(u * len(options)), len(options) - 1)]
+    for option, cumulative in zip(options, np.cumsum(p), strict=True):
+        if u < cumulative:
+            return option
+    return options[-1]
+
+
 def draw_anatomy(rng: np.random.Generator) -> Anatomy:
-    habitus = str(rng.choice(["slender", "average", "broad"], p=[0.3, 0.45, 0.25]))
+    habitus = _choose(rng, ["slender", "average", "broad"], [0.3, 0.45, 0.25])
     tw = {"slender": (0.66, 0.72), "average": (0.72, 0.78), "broad": (0.78, 0.84)}[habitus]
     soft = {"slender": (0.04, 0.07), "average": (0.07, 0.1), "broad": (0.1, 0.14)}[habitus]
     dome_r = rng.uniform(0.36, 0.46)
@@ -188,26 +199,26 @@ def draw_finding(name: str, rng: np.random.Generator, anatomy: Anatomy) -> dict[
     """Attributes of one present finding (public ones plus "_" geometry shared by prior and current)."""
     if name in LEVELS:
         key, levels = LEVELS[name]
-        attrs: dict[str, Any] = {key: str(rng.choice(levels)), "_jitter": rng.uniform()}
+        attrs: dict[str, Any] = {key: _choose(rng, levels), "_jitter": rng.uniform()}
     else:
         attrs = {}
     if name == "pleural_effusion":
-        attrs["side"] = str(rng.choice(["left", "right", "bilateral"], p=[0.4, 0.35, 0.25]))
+        attrs["side"] = _choose(rng, ["left", "right", "bilateral"], [0.4, 0.35, 0.25])
     elif name == "pneumothorax":
-        attrs["side"] = str(rng.choice(["left", "right"]))
+        attrs["side"] = _choose(rng, ["left", "right"])
     elif name == "consolidation":
-        attrs["lobe"] = str(rng.choice(LOBES))
-        attrs["term"] = str(rng.choice(["consolidation", "opacity"], p=[0.6, 0.4]))
+        attrs["lobe"] = _choose(rng, LOBES)
+        attrs["term"] = _choose(rng, ["consolidation", "opacity"], [0.6, 0.4])
         attrs["_offset"] = (rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05))
         attrs["_shape"] = rng.standard_normal((6, 6)).astype(np.float32)
     elif name == "nodule":
-        side = str(rng.choice(["right", "left"]))
-        zone = str(rng.choice(ZONES))
+        side = _choose(rng, ["right", "left"])
+        zone = _choose(rng, ZONES)
         size_mm = float(rng.uniform(20, 29) if rng.random() < 0.6 else rng.uniform(30, 55))
         attrs.update(zone=f"{side} {zone} zone", size_mm=round(size_mm), type="nodule" if size_mm < 30 else "mass",
                      _where=(rng.uniform(0.4, 0.7), rng.uniform(0.15, 0.85)))
     elif name == "atelectasis":
-        attrs["side"] = str(rng.choice(["left", "right", "bilateral"], p=[0.4, 0.35, 0.25]))
+        attrs["side"] = _choose(rng, ["left", "right", "bilateral"], [0.4, 0.35, 0.25])
         attrs["location"] = "base"
         attrs["_tilt"] = rng.uniform(-0.12, 0.12)
     elif name == "ett":
@@ -216,9 +227,9 @@ def draw_finding(name: str, rng: np.random.Generator, anatomy: Anatomy) -> dict[
     elif name == "enteric_tube":
         attrs.update(tip="stomach", _curl=rng.uniform(0.2, 0.35))
     elif name == "central_line":
-        side = str(rng.choice(["right", "left"], p=[0.7, 0.3]))
-        tip = str(rng.choice(["SVC", "cavoatrial junction", "right atrium"], p=[0.5, 0.35, 0.15]))
-        attrs.update(side=side, vein=str(rng.choice(["internal jugular", "subclavian"])), tip=tip)
+        side = _choose(rng, ["right", "left"], [0.7, 0.3])
+        tip = _choose(rng, ["SVC", "cavoatrial junction", "right atrium"], [0.5, 0.35, 0.15])
+        attrs.update(side=side, vein=_choose(rng, ["internal jugular", "subclavian"]), tip=tip)
     return attrs
 
 
@@ -612,7 +623,7 @@ def generate_study(rng: np.random.Generator, index: int, config: CXRConfig) -> S
             continue
         pose, exposure = draw_pose(image_rng), draw_exposure(image_rng)
         pixels, masks = render(anatomy, pose, exposure, findings, config.size_px, image_rng, config.field_of_view_mm)
-        images.append(SynthImage(role=role, pixels=pixels, kind="gray", spacing_mm=(spacing * pose.scale,) * 2,
+        images.append(SynthImage(role=role, pixels=pixels, kind="gray", spacing_mm=(spacing / pose.scale,) * 2,
                                  masks=masks, acquired=date.strftime("%Y%m%d"), view="PA"))
 
     text = cxr_text.write_text(text_rng, current, prior if has_prior else None, change, temporal=config.temporal)

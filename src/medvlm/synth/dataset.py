@@ -54,6 +54,8 @@ REGISTRY: dict[str, tuple[str, str, int]] = {
 }
 
 IMAGE_FORMATS = ("png", "dicom")
+# DICOM modality of each 2D kind with --format dicom (CT writes a CT series).
+DICOM_MODALITY = {"cxr": "DX", "derm": "XC", "path": "SM"}
 
 
 def load_generator(kind: str) -> tuple[Callable[..., SynthStudy], type]:
@@ -129,7 +131,7 @@ def _write_image(root: Path, rel: str, image: SynthImage, study: SynthStudy, *, 
     if image_format == "dicom":
         imaging.write_dicom_image(
             root / (rel + ".dcm"), image.pixels,
-            modality="DX" if image.kind == "gray" else "XC",
+            modality=DICOM_MODALITY.get(kind, "OT"),
             photometric="MONOCHROME2" if image.kind == "gray" else "RGB",
             patient_id=study.patient_id,
             study_uid=uid("study"), series_uid=uid("series"), sop_uid=uid("sop"), study_id=study.study_id,
