@@ -345,3 +345,12 @@ def test_chexpert_mention_phrases_are_found():
             if label_report(f"There is {phrase}.")[observation] == "positive":
                 missed.append((observation, f"excluded phrase {phrase!r} read as positive"))
     assert missed == []
+
+
+def test_read_reports_from_a_json_array(tmp_path):
+    path = tmp_path / "answers.json"
+    path.write_text(json.dumps([{"question_id": "q1", "text": "No effusion."}, {"text": "Cardiomegaly."}]))
+    assert [(r.id, r.text) for r in read_reports(path)] == [("q1", "No effusion."), ("2", "Cardiomegaly.")]
+    path.write_text(json.dumps([{"text": "ok"}, {"report": "no text"}]))
+    with pytest.raises(ValueError, match=r"record 2 has no field 'text'"):
+        read_reports(path)

@@ -1,7 +1,8 @@
 """Label radiology reports with the 14 CheXpert observations (positive / negative / uncertain / not_mentioned).
 
-Input: a .jsonl file (one object a line, report text in --field, id from "id"/"question_id"/"study_id"),
-a .csv file (report text in column --field) or a .txt file (one report a line).
+Input: a .jsonl file (one object a line) or a .json array of objects, report text in --field and id from
+"id"/"question_id"/"study_id"/"image_id"/"uid"; a .csv file (report text in column --field); or a .txt file
+(one report a line).
 Output: JSONL, one line per input report: {"id": ..., "chexpert": {"No Finding": "positive", ...}}.
 A table of label counts per observation is printed at the end.
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("reports", type=Path, help="reports file: .jsonl, .csv or .txt (one report a line)")
+    parser.add_argument("reports", type=Path, help="reports file: .jsonl, .json (array), .csv or .txt (one report a line)")
     parser.add_argument("--out", type=Path, required=True, help="output JSONL with one {id, chexpert} line per report")
     parser.add_argument("--field", default="text", help="JSONL field / CSV column holding the report text (default: text)")
     parser.add_argument("--backend", choices=("rules", "chexbert", "radgraph"), default="rules",

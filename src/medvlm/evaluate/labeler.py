@@ -781,31 +781,44 @@ class Report:
 _ID_FIELDS = ("id", "question_id", "study_id", "image_id", "uid")
 
 
+def _json_records(path: Path) -> list[tuple[str, object]]:
+    """(where, record) from a JSON array file or a JSONL file; `where` is "record N" or "line N"."""
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            return [(f"record {i}", record) for i, record in enumerate(json.loads(text), 1)]
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); write a JSON array or JSONL") from e
+    records = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append((f"line {lineno}", json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: line {lineno} is not valid JSON ({e.msg}); write one object a line") from e
+    return records
+
+
 def read_reports(path: str | Path, field: str = "text") -> list[Report]:
-    """Reports from a .jsonl (one object a line, text in `field`), a .csv (column `field`) or a .txt (one a line).
+    """Reports from a .jsonl (one object a line) or .json (an array of objects) with the text in `field`, a .csv
+    (column `field`) or a .txt (one report a line).
 
     Ids come from an "id" / "question_id" / "study_id" / "image_id" / "uid" field when present, else the
-    1-based line number. Raises ValueError naming the file, line and field on bad input.
+    1-based line (record) number. Raises ValueError naming the file, line and field on bad input.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     reports: list[Report] = []
     if suffix in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}: line {lineno} is not valid JSON ({e.msg}); write one object a line") from e
-                if not isinstance(record, dict) or field not in record:
-                    keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-                    raise ValueError(f"{path}: line {lineno} has no field {field!r} (found {keys}); pass --field NAME")
-                if not isinstance(record[field], str):
-                    raise ValueError(f"{path}: line {lineno} field {field!r} is not a string")
-                rid = next((record[k] for k in _ID_FIELDS if k in record), lineno)
-                reports.append(Report(str(rid), record[field]))
+        records = _json_records(path)
+        for where, record in records:
+            if not isinstance(record, dict) or field not in record:
+                keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+                raise ValueError(f"{path}: {where} has no field {field!r} (found {keys}); pass --field NAME")
+            if not isinstance(record[field], str):
+                raise ValueError(f"{path}: {where} field {field!r} is not a string")
+            rid = next((record[k] for k in _ID_FIELDS if k in record), where.split()[-1])
+            reports.append(Report(str(rid), record[field]))
     elif suffix == ".csv":
         with open(path, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
