@@ -142,3 +142,10 @@ def report_bertscore(
 ) -> dict[str, float]:
     """Mean BERTScore-MiniLM precision, recall and F1 of generated reports (keyword arguments as above)."""
     return bertscore_statistics(predictions, references, **kwargs).aggregate()
+
+
+def bertscore_minilm_f1(
+    predictions: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]], **kwargs
+) -> np.ndarray:
+    """Per-sample BERTScore-MiniLM F1, (N,) (keyword arguments as :func:`bertscore_statistics`)."""
+    return bertscore_statistics(predictions, references, **kwargs).f1
