@@ -92,15 +92,16 @@ def test_answers_match_the_truth(studies):
     for study in studies:
         labels = study.labels
         truth = {
-            "asymmetry": "yes" if labels["asymmetry_axes"] else "no",
-            "border": "yes" if labels["border_irregular"] else "no",
-            "colour": "yes" if len(labels["colours"]) > 1 else "no",
-            "diameter": "yes" if labels["diameter_mm"] > 6 else "no",
-            "diagnosis": "yes" if labels["diagnosis"] == "melanoma" else "no",
+            "asymmetry": labels["asymmetry_axes"] > 0,
+            "irregular_border": labels["border_irregular"],
+            "colour_variegation": len(labels["colours"]) > 1,
+            "large_diameter": labels["diameter_mm"] > 6,
+            "melanoma": labels["diagnosis"] == "melanoma",
         }
+        assert {name: labels["present"][name] for name in truth} == truth
         closed = [q for q in study.questions if q.answer_type == "closed"]
         assert {q.topic for q in closed} == set(truth)
-        assert all(q.answer == truth[q.topic] for q in closed)
+        assert all(q.answer == ("yes" if truth[q.topic] else "no") for q in closed)
         open_answers = {q.text: q.answer for q in study.questions if q.answer_type == "open"}
         assert labels["diagnosis"] in open_answers.values()
         assert f"{labels['diameter_mm']} mm" in open_answers.values()

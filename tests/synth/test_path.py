@@ -95,7 +95,9 @@ def test_report_and_answers_agree_with_the_truth(studies):
         answers = {q.topic: q.answer for q in study.questions if q.answer_type == "closed"}
         assert answers["tumour"] == ("yes" if labels["tumour"] else "no")
         assert answers["mitoses"] == ("yes" if labels["mitoses"] else "no")
-        assert answers["pleomorphism"] == ("yes" if labels["pleomorphism_score"] == 3 else "no")
+        assert answers["marked_pleomorphism"] == ("yes" if labels["pleomorphism_score"] == 3 else "no")
+        assert all(answers[name] == ("yes" if present else "no") for name, present in labels["present"].items()
+                   if name in answers)
         open_answers = {q.topic: q.answer for q in study.questions if q.answer_type == "open"}
         assert open_answers["mitoses"] == str(labels["mitoses"])
         if labels["tumour"]:

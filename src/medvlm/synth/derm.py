@@ -353,7 +353,10 @@ def lesion_report(rng: np.random.Generator, lesion: DermLesion) -> str:
 
 
 def lesion_questions(rng: np.random.Generator, lesion: DermLesion) -> list[SynthQuestion]:
-    """Closed (yes/no) and open questions whose answers follow from the lesion's ground truth."""
+    """Closed (yes/no) and open questions whose answers follow from the lesion's ground truth.
+
+    A closed question's topic is the finding (labels["present"] key) it asks about.
+    """
     def yes(value: bool) -> str:
         return "yes" if value else "no"
 
@@ -365,13 +368,13 @@ def lesion_questions(rng: np.random.Generator, lesion: DermLesion) -> list[Synth
         SynthQuestion(pick(["Is the lesion asymmetric?", "Does the lesion show asymmetry?"]),
                       yes(lesion.asymmetry_axes > 0), "closed", "asymmetry"),
         SynthQuestion(pick(["Is the border irregular?", "Does the lesion have an irregular border?"]),
-                      yes(lesion.border_irregular), "closed", "border"),
+                      yes(lesion.border_irregular), "closed", "irregular_border"),
         SynthQuestion(pick(["Does the lesion show more than one colour?", "Is there colour variegation?"]),
-                      yes(n > 1), "closed", "colour"),
+                      yes(n > 1), "closed", "colour_variegation"),
         SynthQuestion(pick(["Is the diameter greater than 6 mm?", "Is the lesion larger than 6 mm?"]),
-                      yes(lesion.diameter_mm > LARGE_DIAMETER_MM), "closed", "diameter"),
+                      yes(lesion.diameter_mm > LARGE_DIAMETER_MM), "closed", "large_diameter"),
         SynthQuestion(pick(["Is this lesion suspicious for melanoma?", "Is melanoma likely?"]),
-                      yes(lesion.diagnosis == "melanoma"), "closed", "diagnosis"),
+                      yes(lesion.diagnosis == "melanoma"), "closed", "melanoma"),
         SynthQuestion(pick(["About how many axes is the lesion asymmetric?", "How many axes of asymmetry are there?"]),
                       str(lesion.asymmetry_axes), "open", "asymmetry"),
         SynthQuestion(pick(["How many colours does the lesion show?", "How many colours are present?"]),

@@ -384,7 +384,7 @@ def tile_questions(rng: np.random.Generator, truth: TissueTruth) -> list[SynthQu
         SynthQuestion(pick(["Are mitotic figures present?", "Are there any mitoses?"]),
                       yes(truth.mitoses > 0), "closed", "mitoses"),
         SynthQuestion(pick(["Is there marked nuclear pleomorphism?", "Are the nuclei markedly pleomorphic?"]),
-                      yes(truth.pleomorphism == 3), "closed", "pleomorphism"),
+                      yes(truth.pleomorphism == 3), "closed", "marked_pleomorphism"),
         SynthQuestion(pick(["What is the diagnosis?", "What does this tile show?"]),
                       "invasive carcinoma" if truth.tumour else "benign tissue", "open", "tumour"),
         SynthQuestion(pick(["How many mitotic figures are visible?", "How many mitoses are there?"]),
