@@ -196,8 +196,8 @@ def _change_sentence(rng: np.random.Generator, name: str, change: str, cur: dict
     the = _cap(_the(name, cur))
     if change == "unchanged":
         if name in DEVICE_NAMES:
-            return _pick(rng, [f"{the} is unchanged in position.", f"{the} is stable in position."]) + " " + \
-                _present_sentence(rng, name, cur)
+            return _present_sentence(rng, name, cur)[:-1] + _pick(rng, [", unchanged in position.",
+                                                                       ", stable in position."])
         return _pick(rng, [f"Unchanged {noun_phrase(name, cur)}.", f"Stable {noun_phrase(name, cur)} compared with the prior study.",
                            f"{the} is unchanged since the prior study."])
     level_key = "size_mm" if name == "nodule" else {"cardiomegaly": "severity", "pleural_effusion": "size",
@@ -261,7 +261,9 @@ def _open_questions(rng: np.random.Generator, name: str, a: dict[str, Any]) -> l
     if name == "edema":
         return [q("How severe is the pulmonary edema?", a["severity"])]
     if name == "atelectasis":
-        return [q(_pick(rng, ["Which side is the atelectasis on?", "Where is the atelectasis?"]), a["side"])]
+        where = "both lung bases" if a["side"] == "bilateral" else f"{a['side']} lung base"
+        return [q(_pick(rng, ["Which side is the atelectasis on?", "On which side is the atelectasis?"]), a["side"]),
+                q("Where is the atelectasis?", where)]
     if name == "ett":
         return [q("How far is the endotracheal tube tip above the carina?", f"{a['tip_to_carina_cm']} cm")]
     if name == "central_line":
