@@ -156,8 +156,8 @@ def _stamp(rng: np.random.Generator, nuclei: _Nuclei, size: int, haematoxylin: n
     outline = np.ones_like(rho)
     coefficients = rng.standard_normal((n, 4, 2)).astype(np.float32) * nuclei.irregularity.astype(np.float32)[:, None, None]
     for k in range(2, 6):
-        outline += coefficients[:, k - 2, 0, None, None] * np.cos(k * theta)
-        outline += coefficients[:, k - 2, 1, None, None] * np.sin(k * theta)
+        outline += coefficients[:, k - 2, 0, None, None] * np.cos(np.float32(k) * theta)
+        outline += coefficients[:, k - 2, 1, None, None] * np.sin(np.float32(k) * theta)
     coverage = np.clip((outline - rho) * b + 0.5, 0.0, 1.0)
     rim = 1.0 + 0.3 * np.clip(rho / outline - 0.65, 0.0, 0.35) / 0.35
     chromatin = 0.8 + 0.4 * rng.random(coverage.shape, dtype=np.float32)
@@ -288,11 +288,15 @@ def _tumour(rng: np.random.Generator, truth: TissueTruth, size: int, um: float, 
     figures = _Nuclei(centre=mitotic_centres, semi_major=rng.uniform(4.0, 5.5, n) / um,
                       semi_minor=rng.uniform(1.2, 1.8, n) / um, angle=rng.uniform(0, np.pi, n),
                       irregularity=np.full(n, 0.2), stain=rng.uniform(2.2, 2.6, n))
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    reach = int(np.ceil(6.0 / um))
     for row, col in mitotic_centres:
-        halo = np.hypot(yy - np.float32(row), xx - np.float32(col)) < 6.0 / um
-        eosin[halo] *= 0.35
-        haematoxylin[halo] *= 0.3
+        top, left = max(int(row) - reach, 0), max(int(col) - reach, 0)
+        rows = np.arange(top, min(int(row) + reach + 1, size), dtype=np.float32)[:, None]
+        cols = np.arange(left, min(int(col) + reach + 1, size), dtype=np.float32)[None, :]
+        halo = np.hypot(rows - np.float32(row), cols - np.float32(col)) < 6.0 / um
+        window = (slice(top, top + halo.shape[0]), slice(left, left + halo.shape[1]))
+        eosin[window][halo] *= 0.35
+        haematoxylin[window][halo] *= 0.3
     return [nuclei], tumour, figures
 
 
