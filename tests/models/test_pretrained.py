@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from transformers import AutoConfig, AutoModel
 
 from medvlm.infer.generate import generate
@@ -33,6 +36,10 @@ from medvlm.models.pretrained import (
     pretrained_compose_config,
     resolve,
 )
+
+# A real photograph that ships with matplotlib: Grace Hopper in US Navy uniform (ImageNet 652 = military uniform)
+GRACE_HOPPER = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+MILITARY_UNIFORM = 652
 
 
 def require(name: str) -> None:
@@ -154,6 +161,18 @@ def test_efficientnet_weights_match_the_reference_package():
         assert torch.allclose(ours(pixel_values=pixels).logits, reference(pixels), atol=1e-5)
 
 
+def test_efficientnet_recognises_a_real_photograph():
+    require("efficientnet-lite0")
+    photo = Image.open(GRACE_HOPPER).convert("RGB")  # 512 x 600: centre crop, 224 px, (x - 0.5) / 0.5
+    side = min(photo.size)
+    left, top = (photo.width - side) // 2, (photo.height - side) // 2
+    photo = photo.crop((left, top, left + side, top + side)).resize((224, 224), Image.Resampling.BICUBIC)
+    pixels = torch.from_numpy(np.asarray(photo, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        logits = load_efficientnet_lite0_classifier()(pixel_values=pixels).logits
+    assert int(logits.argmax()) == MILITARY_UNIFORM
+
+
 def test_resolved_efficientnet_gives_49_tokens_of_1280(tmp_path):
     require("efficientnet-lite0")
     directory = resolve("efficientnet-lite0", cache_dir=tmp_path)
@@ -210,9 +229,9 @@ def test_pretrained_composition_answers_from_the_real_language_model(pretrained_
 
 def test_pretrained_composition_trains_and_generates_on_a_224_px_image(pretrained_model):
     model, processor = pretrained_model
-    image = np.linspace(0, 1, 300 * 260, dtype=np.float32).reshape(300, 260)
+    image = GRACE_HOPPER  # 512 x 600 RGB, padded to a square and resized by the processor
     sample = processor.encode([{"from": "human", "value": "<image>\nDescribe the image."},
-                               {"from": "gpt", "value": "A smooth gradient."}], [image])
+                               {"from": "gpt", "value": "A woman in a navy uniform."}], [image])
     assert sample.pixel_values.shape == (1, 3, 224, 224)
     model.train()
     model.requires_grad_(False)
