@@ -199,6 +199,10 @@ def _tiny_chexbert_checkpoint(tmp_path):
             head.weight.mul_(50)  # spread the logits so argmax differs between reports
     model.eval()
     state = {f"module.{k}": v for k, v in model.state_dict().items()}
+    # as saved by transformers versions that kept these buffers persistent, and with old LayerNorm names
+    state["module.bert.embeddings.position_ids"] = torch.arange(64)[None]
+    state["module.bert.embeddings.LayerNorm.gamma"] = state.pop("module.bert.embeddings.LayerNorm.weight")
+    state["module.bert.embeddings.LayerNorm.beta"] = state.pop("module.bert.embeddings.LayerNorm.bias")
     torch.save({"epoch": 3, "model_state_dict": state}, tmp_path / "chexbert.pth")
     return model, tmp_path / "chexbert.pth"
 

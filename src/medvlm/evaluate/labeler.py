@@ -539,6 +539,8 @@ def _classify(mention: _Mention, text: str, words: list[int], cues: list[tuple[i
 
 def label_report(text: str) -> dict[str, str]:
     """Label one report: {observation: "positive"|"negative"|"uncertain"|"not_mentioned"} in canonical order."""
+    if not isinstance(text, str):
+        raise TypeError(f"label_report takes the report text as a str, got {type(text).__name__}")
     found = dict.fromkeys(CHEXPERT_OBSERVATIONS, "not_mentioned")
     text = text.lower()
     # Each pattern runs once over the whole report; matches are then assigned to clauses by offset.
@@ -686,6 +688,14 @@ def _bert_config_from_state(state: dict, num_attention_heads: int | None = None)
     )
 
 
+def _modern_key(key: str) -> str:
+    """Old BERT checkpoints name LayerNorm parameters gamma / beta; transformers names them weight / bias."""
+    for old, new in ((".LayerNorm.gamma", ".LayerNorm.weight"), (".LayerNorm.beta", ".LayerNorm.bias")):
+        if key.endswith(old):
+            return key[: -len(old)] + new
+    return key
+
+
 class CheXbertLabeler:
     """CheXbert (Smit et al. 2020) from a local checkpoint: a BERT encoder and 14 linear heads on [CLS].
 
@@ -720,7 +730,8 @@ class CheXbertLabeler:
         ):
             raise ValueError(f"{weights}: not a CheXbert checkpoint (expected a state dict under 'model_state_dict' "
                              "with bert.* encoder and linear_heads.* weights)")
-        state = {k.removeprefix("module."): v for k, v in state.items()}
+        state = {_modern_key(k.removeprefix("module.")): v for k, v in state.items()
+                 if not k.endswith((".position_ids", ".token_type_ids"))}  # buffers some versions saved
 
         tokenizer_path = Path(tokenizer) if tokenizer is not None else weights.parent / "vocab.txt"
         if tokenizer_path.is_dir():
@@ -741,8 +752,6 @@ class CheXbertLabeler:
             nn.Linear(config.hidden_size, state[f"linear_heads.{i}.weight"].shape[0]) for i in range(n_heads)
         )
         missing, unexpected = model.load_state_dict(state, strict=False)
-        # Old checkpoints lack buffers that newer transformers add (position_ids); weights must all be there.
-        missing = [k for k in missing if not k.endswith("position_ids")]
         if missing or unexpected:
             raise ValueError(f"{weights}: weights do not fit CheXbert (missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]})")
