@@ -70,23 +70,6 @@ def layered_noise(rng: np.random.Generator, shape: Sequence[int], cells: int) ->
     return (coarse * np.float32(0.75) + fine * np.float32(0.35)).astype(np.float32)
 
 
-def box_blur(image: np.ndarray, radius: int, axes: Sequence[int] = (0, 1)) -> np.ndarray:
-    """Mean over a (2 radius + 1) window along each of `axes`, edges replicated (float32); radius 0 is a copy."""
-    out = np.asarray(image, dtype=np.float32)
-    if radius <= 0:
-        return out.copy()
-    for axis in axes:
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="edge")
-        n = out.shape[axis]
-        total = np.take(padded, np.arange(0, n), axis=axis)
-        for shift in range(1, 2 * radius + 1):
-            total = total + np.take(padded, np.arange(shift, shift + n), axis=axis)
-        out = total / np.float32(2 * radius + 1)
-    return out
-
-
 def ridges(field: np.ndarray, width: float) -> np.ndarray:
     """Thin network-like lines where a noise field crosses zero: exp(-(field / width)^2), in (0, 1]."""
     return np.exp(-np.square(field / width)).astype(np.float32)
