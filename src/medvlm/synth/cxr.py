@@ -121,8 +121,7 @@ class Anatomy:
     rib_curve: float
     clavicle_rise: float
     gastric_bubble: float
-    texture_coarse: np.ndarray  # (12, 12) lung density variation
-    texture_fine: np.ndarray  # (40, 40) vessel-like markings
+    markings: np.ndarray  # (40, 40) over [-1, 1]^2: vessel-like markings, strongest near the hila
 
 
 @dataclass
@@ -158,6 +157,7 @@ def draw_anatomy(rng: np.random.Generator) -> Anatomy:
     tw = {"slender": (0.66, 0.72), "average": (0.72, 0.78), "broad": (0.78, 0.84)}[habitus]
     soft = {"slender": (0.04, 0.07), "average": (0.07, 0.1), "broad": (0.1, 0.14)}[habitus]
     dome_r = rng.uniform(0.36, 0.46)
+    carina_v = rng.uniform(-0.33, -0.27)
     return Anatomy(
         habitus=habitus,
         thorax_half_width=rng.uniform(*tw),
@@ -168,16 +168,25 @@ def draw_anatomy(rng: np.random.Generator) -> Anatomy:
         heart_center=(rng.uniform(0.11, 0.14), rng.uniform(-0.04, 0.0)),  # v relative to the left dome
         heart_half_height=rng.uniform(0.27, 0.31),
         mediastinum_half_width=rng.uniform(0.11, 0.13),
-        carina_v=rng.uniform(-0.33, -0.27),
+        carina_v=carina_v,
         trachea_u=rng.uniform(-0.01, 0.01),
         rib_spacing=rng.uniform(0.16, 0.18),
         rib_phase=rng.uniform(0, 1),
         rib_curve=rng.uniform(0.3, 0.45),
         clavicle_rise=rng.uniform(0.06, 0.14),
         gastric_bubble=rng.uniform(0.0, 0.09) if rng.random() < 0.7 else 0.0,
-        texture_coarse=rng.standard_normal((12, 12)).astype(np.float32),
-        texture_fine=rng.standard_normal((40, 40)).astype(np.float32),
+        markings=_draw_markings(rng, carina_v),
     )
+
+
+def _draw_markings(rng: np.random.Generator, carina_v: float) -> np.ndarray:
+    """(40, 40) lung markings on [-1, 1]^2: fine noise fading away from the hila plus slow density variation."""
+    fine = rng.standard_normal((40, 40)).astype(np.float32)
+    coarse = rng.standard_normal((12, 12)).astype(np.float32)
+    axis = np.linspace(-1, 1, 40, dtype=np.float32)
+    hv, hu = axis[:, None] - carina_v - 0.2, np.abs(axis[None, :]) - 0.2
+    d_hilum = np.sqrt(hu * hu + hv * hv)
+    return (0.06 * fine * np.exp(-1.5 * d_hilum) + 0.025 * _upsample(coarse, axis, axis)).astype(np.float32)
 
 
 def draw_pose(rng: np.random.Generator) -> Pose:
@@ -344,10 +353,20 @@ class _Frame:
         self.u_axis = (u0[0] - pose.shift[0]) / pose.scale
         self.v_axis = (v0[:, 0] - pose.shift[1]) / pose.scale
         self.px = 2.0 / size_px / pose.scale  # one pixel in normalised units
+        self.tilt_margin = 1.5 * abs(s) / pose.scale + 0.02  # how far v strays from the row's v under tilt
         self.edge = 1.5 * self.px
         self.a = anatomy
         self.pose = pose
         self.dome = (anatomy.dome_v[0] + pose.inspiration, anatomy.dome_v[1] + pose.inspiration)
+
+    def rows(self, v_low: float, v_high: float) -> slice:
+        """Image rows that hold every pixel whose anatomical v lies in [v_low, v_high] (tilt included)."""
+        margin = self.tilt_margin + 2 * self.edge
+        size = self.u.shape[0]
+        to_row = lambda v: (v * self.pose.scale + self.pose.shift[1] + 1) * 0.5 * size  # noqa: E731
+        first = int(np.floor(to_row(v_low - margin)))
+        last = int(np.ceil(to_row(v_high + margin)))
+        return slice(min(max(first, 0), size), min(max(last + 1, 0), size))
 
     def side_x(self, side: str) -> np.ndarray:
         """Lateral coordinate of a patient side: grows from the midline towards that side's chest wall."""
@@ -457,16 +476,16 @@ def render(anatomy: Anatomy, pose: Pose, exposure: Exposure, findings: dict[str,
     hv = v - a.carina_v - 0.2
     hu = abs_u - 0.2
     d_hilum = np.sqrt(hu * hu + hv * hv)
-    texture = (0.06 * _upsample(a.texture_fine, f.v_axis, f.u_axis) * np.exp(-1.5 * d_hilum)
-               + 0.025 * _upsample(a.texture_coarse, f.v_axis, f.u_axis))
+    texture = _upsample(a.markings, f.v_axis, f.u_axis)
     hilar = d_hilum * (1 / 0.17)
     density += lung * (texture + 0.12 * np.exp(-hilar * hilar) + 0.05 * np.clip(1 - d_hilum, 0, 1))
 
     density += 0.22 * central
     density += 0.1 * below * body
     if a.gastric_bubble:
-        bu, bv = (u - 0.3) * (1 / 1.5), v - f.dome[1] - 0.07
-        density -= 0.2 * _ramp(a.gastric_bubble - np.sqrt(bu * bu + bv * bv), f.edge) * below
+        rows = f.rows(f.dome[1] + 0.07 - a.gastric_bubble, f.dome[1] + 0.07 + a.gastric_bubble)
+        bu, bv = (u[rows] - 0.3) * (1 / 1.5), v[rows] - f.dome[1] - 0.07
+        density[rows] -= 0.2 * _ramp(a.gastric_bubble - np.sqrt(bu * bu + bv * bv), f.edge) * below[rows]
 
     # Spine (mostly hidden behind the mediastinum), posterior ribs and clavicles.
     spine_u = u - a.trachea_u - pose.obliquity
@@ -485,11 +504,15 @@ def render(anatomy: Anatomy, pose: Pose, exposure: Exposure, findings: dict[str,
     density += 0.1 * rib * in_thorax * (1 - 0.6 * central)
     # Clavicles: bands that rise from the sternal ends towards the shoulders.
     cx = abs_u * (1 / tw)
+    rows = f.rows(-0.9 - a.clavicle_rise, -0.6)  # only the rows the clavicles can reach
+    cx, cv, cu = cx[rows], v[rows], abs_u[rows]
     clavicle_v = -0.66 - (0.08 + a.clavicle_rise) * cx + 0.06 * cx * cx
-    clav = _ramp(0.03 - np.abs(v - clavicle_v), f.edge) * _ramp(abs_u - 0.07, f.edge) * _ramp(tw + 0.06 - abs_u, f.edge)
-    density += 0.15 * clav
-    trachea = _ramp(0.035 - np.abs(u - a.trachea_u - 0.5 * pose.obliquity), f.edge) * _ramp(a.carina_v - v, f.edge)
-    density -= 0.17 * trachea
+    clav = _ramp(0.03 - np.abs(cv - clavicle_v), f.edge) * _ramp(cu - 0.07, f.edge) * _ramp(tw + 0.06 - cu, f.edge)
+    density[rows] += 0.15 * clav
+    rows = f.rows(-1.5, a.carina_v)
+    trachea_u = u[rows] - (a.trachea_u + 0.5 * pose.obliquity)
+    trachea = _ramp(0.035 - np.abs(trachea_u), f.edge) * _ramp(a.carina_v - v[rows], f.edge)
+    density[rows] -= 0.17 * trachea
 
     # ---- findings: each adds density in its region and records a mask
     if "cardiomegaly" in findings:
