@@ -18,6 +18,10 @@ def test_greedy_is_repeatable_and_the_kv_cache_changes_nothing(loaded):
     first = generate(model, processor, [IMAGE], "Is there an effusion?", max_new_tokens=6)
     assert first == generate(model, processor, [IMAGE], "Is there an effusion?", max_new_tokens=6)
     assert len(first) == 1 and first[0]
+    model.train()  # e.g. validation in the middle of training: no dropout while generating, mode given back
+    assert generate(model, processor, [IMAGE], "Is there an effusion?", max_new_tokens=6) == first
+    assert model.training
+    model.eval()
 
     batch = collate([processor.encode_prompt("Is there an effusion?", [IMAGE])], processor.tokenizer.pad_token_id)
     with torch.no_grad():

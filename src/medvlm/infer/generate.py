@@ -21,10 +21,22 @@ from medvlm.data.processor import EncodedSample, MedVLMProcessor
 from medvlm.infer.options import GenerationOptions
 
 
-@torch.inference_mode()
 def generate_samples(model, processor: MedVLMProcessor, samples: Sequence[EncodedSample],
                      options: GenerationOptions) -> list[list[str]]:
-    """Encoded prompts -> for each, `num_return_sequences` texts. Batched with left padding."""
+    """Encoded prompts -> for each, `num_return_sequences` texts. Batched with left padding.
+
+    Runs in eval mode (no dropout) and gives the model back in the mode it came in (e.g. mid-training)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return _generate(model, processor, samples, options)
+    finally:
+        model.train(was_training)
+
+
+def _generate(model, processor: MedVLMProcessor, samples: Sequence[EncodedSample],
+              options: GenerationOptions) -> list[list[str]]:
     batch = collate(samples, processor.tokenizer.pad_token_id, padding_side="left")
     device = model.device
     input_ids = batch["input_ids"].to(device)

@@ -114,7 +114,6 @@ def predict(
     done = {a.question_id for a in resume_answers(out_path)}
     todo = [q for q in chunk if q.question_id not in done]
 
-    model.eval()
     answered = 0
     bar = tqdm(total=len(todo), desc="predict", unit="q", disable=not progress)
     for start in range(0, len(todo), batch_size):
