@@ -47,6 +47,7 @@ def test_observation_tables_are_chexperts():
         ("The cardiac silhouette is moderately enlarged.", {"Cardiomegaly": "positive"}),
         ("Borderline heart size.", {"Cardiomegaly": "uncertain"}),
         ("Borderline size of the cardiac silhouette.", {"Cardiomegaly": "uncertain"}),
+        ("Heart size is upper limits of normal or mildly enlarged.", {"Cardiomegaly": "uncertain"}),  # a range
         ("The cardiomediastinal silhouette is within normal limits.", {"Enlarged Cardiomediastinum": "negative"}),
         ("Widened mediastinum.", {"Enlarged Cardiomediastinum": "positive"}),
         # uncertainty, before and after the mention

@@ -357,12 +357,15 @@ OTHER_ABNORMALITIES = _rx(
 
 # Size qualifiers that turn an anatomy mention into a label.
 _QUALIFIER = re.compile(
-    r"\b(?:(?P<normal>upper limits?(?: of normal)?|top[- ]normal|upper[- ]normal|high[- ]normal"
+    r"\b(?:(?P<normal>upper limits? (?:of )?normal|upper limits?|top[- ]normal|upper[- ]normal|high[- ]normal"
     r"|within normal (?:radiographic )?(?:size )?limits"
     r"|normal|unremarkable|not enlarged|not widened)"
     r"|(?P<uncertain>borderline|stable|unchanged|similar|grossly stable)"
     r"|(?P<abnormal>enlarge\w*|large|larger|increased|increase in size|widen\w*|wide|prominen\w*))\b"
 )
+
+_QUALIFIER_RANGE = re.compile(r"\s+(?:or|to|versus|vs\.?)\s+(?:(?:mildly|slightly|minimally|borderline|possibly|"
+                               r"perhaps|questionably|very|mild|slight)\s+)?")
 
 # Pseudo-cues: phrases that contain a cue word but do not negate or hedge what follows.
 _PSEUDO = re.compile(
@@ -488,7 +491,7 @@ def _clause_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _anatomy_mention(observation: str, start: int, end: int, words: list[int], qualifiers) -> _Mention | None:
+def _anatomy_mention(observation: str, start: int, end: int, text: str, words: list[int], qualifiers) -> _Mention | None:
     """The anatomy phrase at [start, end) read with the nearest size qualifier of its clause, if any."""
     best = None  # (word gap, start, end, kind)
     for qs, qe, kind in qualifiers:
@@ -504,6 +507,10 @@ def _anatomy_mention(observation: str, start: int, end: int, words: list[int], q
         return None
     _, qs, qe, kind = best
     base = {"normal": "negative", "uncertain": "uncertain", "abnormal": "positive"}[kind]
+    # "upper limits of normal or mildly enlarged", "normal to borderline enlarged": a range is uncertain
+    for os_, oe, other in qualifiers:
+        if other != kind and (_QUALIFIER_RANGE.fullmatch(text, qe, os_) or _QUALIFIER_RANGE.fullmatch(text, oe, qs)):
+            base = "uncertain"
     return _Mention(observation, min(start, qs), max(end, qe), base)
 
 
@@ -511,7 +518,9 @@ def _classify(mention: _Mention, text: str, words: list[int], cues: list[tuple[i
     """The mention's label from the nearest pre- and post-cue of its clause (`cues`)."""
     if mention.base == "negative":
         return "negative"
-    if any(mention.start <= c[0] and c[1] <= mention.end and c[3] == "negative" for c in cues):
+    if mention.base == "positive" and any(
+        mention.start <= c[0] and c[1] <= mention.end and c[3] == "negative" for c in cues
+    ):
         return "negative"  # "heart is not enlarged"
     pre = None
     post = None
@@ -579,7 +588,7 @@ def label_report(text: str) -> dict[str, str]:
         if i < 0:
             continue
         if kind == "anatomy":
-            mention = _anatomy_mention(observation, start, end, words, qualifiers.get(i, ()))
+            mention = _anatomy_mention(observation, start, end, text, words, qualifiers.get(i, ()))
         else:
             mention = _Mention(observation, start, end, kind)
         if mention is not None and not _overlaps(mention.start, mention.end, excluded.get(observation, ())):
