@@ -5,8 +5,8 @@
     meteor                                     METEOR 1.5, the jar (`medvlm.evaluate.meteor`): corpus score from the
                                                summed segment statistics, as pycocoevalcap; meteor=False skips
     meteor_segment_mean                        the mean of the per-report METEOR scores
-    bertscore_minilm_f1                        BERTScore F1 with all-MiniLM-L6-v2 (NOT roberta-large: not comparable
-                                               with papers' BERTScore); bertscore=False skips
+    bertscore_minilm_f1 (_precision, _recall)  BERTScore with all-MiniLM-L6-v2 (NOT roberta-large: not comparable
+                                               with papers' BERTScore), mean over reports; bertscore=False skips
     clinical_micro_f1_14 clinical_macro_f1_14 clinical_micro_f1_5 clinical_macro_f1_5 and the `_plus` variants
                                                CheXpert observations from the offline labeler (`evaluate.clinical`)
     temporal_f1                                Libra's temporal entity F1 (`evaluate.temporal`)
@@ -38,6 +38,7 @@ from medvlm.fileio import atomic_write_json, atomic_write_text
 # the order of the keys in metrics.json, the summary table and the HTML report
 REPORT_KEYS = (
     "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "meteor_segment_mean", "rouge_l", "cider", "bertscore_minilm_f1",
+    "bertscore_minilm_precision", "bertscore_minilm_recall",
     "clinical_micro_f1_14", "clinical_macro_f1_14", "clinical_micro_f1_5", "clinical_macro_f1_5",
     "clinical_micro_f1_14_plus", "clinical_macro_f1_14_plus", "clinical_micro_f1_5_plus",
     "clinical_macro_f1_5_plus", "temporal_f1",
@@ -115,18 +116,6 @@ def paired_answers(answers_path: str | os.PathLike, references_path: str | os.Pa
 
 
 @dataclass
-class _MeanStats:
-    """A per-sample score whose metric is its mean (BERTScore F1, METEOR segment scores)."""
-
-    key: str
-    values: np.ndarray
-
-    def aggregate(self, indices: Sequence[int] | np.ndarray | None = None) -> dict[str, float]:
-        values = self.values if indices is None else self.values[np.asarray(indices)]
-        return {self.key: float(values.mean()) if len(values) else float("nan")}
-
-
-@dataclass
 class ReportStatistics:
     """Every metric family's statistics over the same n pairs, plus per-sample scores for CSV rows and examples."""
 
@@ -199,11 +188,10 @@ def report_statistics(predictions: Sequence[str], references: Sequence[str], *, 
         families["meteor"] = meteor_stats
         per_sample["meteor"] = np.asarray(meteor_stats.per_segment, dtype=float)
     if bertscore:
-        from medvlm.evaluate.bertscore import bertscore_minilm_f1
+        from medvlm.evaluate.bertscore import bertscore_statistics
 
-        f1 = np.asarray(bertscore_minilm_f1(predictions, references), dtype=float)
-        families["bertscore"] = _MeanStats("bertscore_minilm_f1", f1)
-        per_sample["bertscore_minilm_f1"] = f1
+        families["bertscore"] = bert = bertscore_statistics(predictions, references)
+        per_sample["bertscore_minilm_f1"] = np.asarray(bert.f1, dtype=float)
     families["clinical"] = clinical = clinical_statistics(label_reports(predictions), label_reports(references))
     # per report: share of the 14 observations on which prediction and reference agree (positive vs not)
     per_sample["clinical_agreement"] = (clinical.pred == clinical.ref).mean(axis=1).astype(float)
