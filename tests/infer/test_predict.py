@@ -78,3 +78,5 @@ def test_cli_predict_and_generate(model_dir, questions_file, one_at_a_time, tmp_
                  "Is there an effusion?", "--max-new-tokens", "5", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == [one_at_a_time[0]["text"]]
+    assert main(["generate", "--model", str(model_dir), "--image", str(tmp_path / "missing.png")]) == 2
+    assert "missing.png" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from medvlm.infer.options import GenerationOptions
 
@@ -70,8 +71,12 @@ def run(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in the command's output
     from medvlm.infer.generate import generate
 
-    options = options_from_args(args, args.num_return_sequences)
-    model, processor = medvlm.load(args.model, device=args.device)
-    texts = generate(model, processor, args.image, args.prompt, **vars(options))
+    try:
+        options = options_from_args(args, args.num_return_sequences)
+        model, processor = medvlm.load(args.model, device=args.device)
+        texts = generate(model, processor, args.image, args.prompt, **vars(options))
+    except (ValueError, OSError) as error:  # bad input: a message naming the file / option, not a traceback
+        print(f"medvlm generate: error: {error}", file=sys.stderr)
+        return 2
     print(json.dumps(texts, ensure_ascii=False) if args.json else "\n".join(texts))
     return 0

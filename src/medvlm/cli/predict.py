@@ -14,6 +14,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from medvlm.cli.generate import add_generation_arguments, options_from_args
@@ -43,12 +44,17 @@ def run(args: argparse.Namespace) -> int:
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in the command's output
     from medvlm.infer.predict import predict
 
-    options = options_from_args(args)
-    model, processor = medvlm.load(args.model, device=args.device)
-    summary = predict(
-        model, processor, args.questions, args.out, image_folder=args.image_folder, batch_size=args.batch_size,
-        num_chunks=args.num_chunks, chunk_idx=args.chunk_idx,
-        model_id=args.model_id or Path(args.model).resolve().name, options=options, progress=not args.no_progress,
-    )
+    try:
+        options = options_from_args(args)
+        model, processor = medvlm.load(args.model, device=args.device)
+        summary = predict(
+            model, processor, args.questions, args.out, image_folder=args.image_folder, batch_size=args.batch_size,
+            num_chunks=args.num_chunks, chunk_idx=args.chunk_idx,
+            model_id=args.model_id or Path(args.model).resolve().name, options=options,
+            progress=not args.no_progress,
+        )
+    except (ValueError, OSError) as error:  # bad input: a message naming the file / record, not a traceback
+        print(f"medvlm predict: error: {error}", file=sys.stderr)
+        return 2
     print(summary.table())
     return 0
