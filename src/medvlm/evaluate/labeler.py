@@ -372,8 +372,7 @@ _PSEUDO = re.compile(
     r"\bno (?:significant |interval |substantial |appreciable )*(?:change|increase|decrease|worsening"
     r"|improvement|progression)\b|\bwithout (?:significant |interval )*change\b|\bnot (?:only|necessarily)\b"
     r"|\bgram[- ]negative\b|\bno longer\b(?= (?:enlarged|widened))|\bto suggest\b|\bto exclude\b"
-    r"|(?<=no )(?:developing|increasing)\b|(?<=without )(?:developing|increasing)\b"
-    r"|(?<=evidence of )(?:developing|increasing)\b|(?<=evidence for )(?:developing|increasing)\b"
+
 )
 
 # (pattern, label, maximum words between cue and mention). Uncertainty cues are matched first, so the
@@ -385,7 +384,8 @@ _PRE_UNCERTAIN = re.compile(
     r"|suspicious (?:for|of)|suspicion (?:for|of)|worrisome for|suggestive of|suggesting|suggests?|suspect(?:ed)?"
     r"|possib(?:le|ly|ility of)|probabl[ey]|(?:less |more |most )?likely|unlikely|questionabl[ey]|question"
     r"|may|might|could|would|differential(?: diagnosis)?(?: includes?)?|consider(?:ed)?|borderline|equivocal"
-    r"|indeterminate|presum(?:ed|ably)|versus|vs\.?|or possibly|maybe|atypical|early|developing"
+    r"|indeterminate|presum(?:ed|ably)|versus|vs\.?|or possibly|maybe|atypical|early"
+    r"|(?<!no )(?<!without )(?<!evidence of )(?<!evidence for )developing"
     r"|correlat\w* (?:clinically )?for|clinical correlation|(?:evaluat|assess)\w* (?:for|of)|doubt(?:ful)?"
     r"|no convincing|can (?:reflect|represent|indicate|include|relate to))\b"
 )
