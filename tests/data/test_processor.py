@@ -92,6 +92,16 @@ def test_files_are_read_with_their_bit_depth(make_processor, tmp_path):
     assert torch.allclose(processor.preprocess_image(tmp_path / "gray_rgb.png"), torch.full((3, 8, 8), 128 / 255))
 
 
+def test_real_jpeg_pair_from_libra(realdata, make_processor):
+    processor = make_processor(image_size=32)
+    folder = realdata / "libra_example"
+    sample = processor.encode([{"from": "human", "value": "<image> current, <image> prior: changes?"}],
+                              [folder / "current.jpg", folder / "prior.jpg"], add_generation_prompt=True)
+    assert sample.pixel_values.shape == (2, 3, 32, 32)
+    assert -1.0 <= float(sample.pixel_values.min()) < float(sample.pixel_values.max()) <= 1.0
+    assert not torch.equal(sample.pixel_values[0], sample.pixel_values[1])
+
+
 def test_float_pixels_outside_the_unit_range_are_refused(make_processor):
     with pytest.raises(ValueError, match=r"float pixels must lie in \[0, 1\], found -1000..400"):
         make_processor().preprocess_image(np.array([[-1000.0, 400.0]], np.float32))

@@ -147,7 +147,7 @@ class MedVLMProcessor:
             np.asarray(Image.fromarray(np.ascontiguousarray(unit[:, :, i])).resize((size, size), Image.Resampling.BICUBIC))
             for i in range(unit.shape[2])
         ]
-        resized = np.stack(channels, axis=0)  # (C, size, size)
+        resized = np.clip(np.stack(channels, axis=0), 0.0, 1.0)  # (C, size, size); bicubic overshoot clipped
         normalised = (resized - mean[:, None, None]) / std[:, None, None]
         return torch.from_numpy(np.ascontiguousarray(normalised, dtype=np.float32))
 
