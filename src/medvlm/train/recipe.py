@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from tqdm.auto import tqdm
 
 from medvlm.config import dump_config
@@ -106,7 +106,12 @@ def _model_inputs(batch: dict) -> dict:
 
 def train(cfg: TrainConfig) -> TrainResult:
     started = time.perf_counter()
-    accelerator = Accelerator(mixed_precision=cfg.run.mixed_precision)
+    # without a GPU, Accelerate joins torchrun's processes (gloo) only when told it runs on the CPU
+    on_cpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
+    # encoders keep parameters the selected features never use (e.g. ViT's final norm when an earlier layer
+    # feeds the connector): DDP must be told, or it waits for their gradients forever
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = Accelerator(mixed_precision=cfg.run.mixed_precision, cpu=on_cpu, kwargs_handlers=[ddp])
     rank, world = accelerator.process_index, accelerator.num_processes
     run_dir = Path(cfg.run.output_dir)
     is_main = accelerator.is_main_process
@@ -116,7 +121,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     seed_everything(cfg.run.seed)
 
     components_lib.check_recipe(cfg)
-    model, processor, records = build_model_and_processor(cfg)
+    with accelerator.main_process_first():  # the main process builds (and saves) a preset's tokenizer first
+        model, processor, records = build_model_and_processor(cfg)
     model = components_lib.apply(model, cfg)  # freeze / LoRA / full per component
     if cfg.run.gradient_checkpointing:
         components_lib.enable_gradient_checkpointing(model)
