@@ -75,6 +75,8 @@ def test_temporal_change_labels_agree_with_prior_and_current_findings():
         study = generate_one("cxr", index, config=config)
         assert [im.role for im in study.images] == ["current", "prior"]
         assert study.images[1].acquired < study.images[0].acquired
+        current_pose, prior_pose = study.labels["acquisition"]  # same patient, another pose and exposure
+        assert current_pose["tilt_deg"] != prior_pose["tilt_deg"] and current_pose["gamma"] != prior_pose["gamma"]
         for f in study.findings:
             change = f.get("change")
             if change is None:

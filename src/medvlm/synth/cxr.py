@@ -28,6 +28,7 @@ Attributes whose key starts with "_" are geometry shared between prior and curre
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 from dataclasses import dataclass, field
@@ -640,11 +641,12 @@ def generate_study(rng: np.random.Generator, index: int, config: CXRConfig) -> S
     prior_acquired = acquired - datetime.timedelta(days=int(misc_rng.integers(1, 365)))
     study_id = f"cxr{index:06d}"
     spacing = config.field_of_view_mm / config.size_px
-    images = []
+    images, acquisition = [], []
     for role, findings, date in (("current", current, acquired), ("prior", prior, prior_acquired)):
         if role == "prior" and not has_prior:
             continue
         pose, exposure = draw_pose(image_rng), draw_exposure(image_rng)
+        acquisition.append({"role": role, **_rounded(dataclasses.asdict(pose)), **_rounded(dataclasses.asdict(exposure))})
         pixels, masks = render(anatomy, pose, exposure, findings, config.size_px, image_rng, config.field_of_view_mm)
         images.append(SynthImage(role=role, pixels=pixels, kind="gray", spacing_mm=(spacing / pose.scale,) * 2,
                                  masks=masks, acquired=date.strftime("%Y%m%d"), view="PA"))
@@ -668,12 +670,17 @@ def generate_study(rng: np.random.Generator, index: int, config: CXRConfig) -> S
         "has_prior": has_prior,
         "acquired": [im.acquired for im in images],
         "anatomy": {"habitus": anatomy.habitus, "cardiothoracic_ratio": round(_ctr(anatomy, current), 3)},
+        "acquisition": acquisition,  # per image: pose (tilt, shift, scale, obliquity, inspiration) and exposure
         "chexpert": text.chexpert,
         "present": cxr_text.observations_present(current),
         "change": change if has_prior else {},
     }
     return SynthStudy(study_id=study_id, patient_id=f"cxrpat{index:06d}", images=images, findings=finding_rows,
                       labels=labels, report=text.report, questions=text.questions, report_prompt=text.prompt)
+
+
+def _rounded(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 4) if isinstance(v, float) else [round(x, 4) for x in v]) for k, v in values.items()}
 
 
 def _ctr(anatomy: Anatomy, findings: dict[str, dict[str, Any]]) -> float:
