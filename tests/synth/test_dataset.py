@@ -117,6 +117,12 @@ def test_unknown_prevalence_name_is_a_clear_error(tmp_path):
         write_dataset(tmp_path / "x", "cxr", 1, prevalence={"pneumonia": 0.5}, progress=False)
 
 
+def test_cli_reports_bad_options_without_a_traceback(tmp_path, capsys):
+    assert main(["synth", "derm", "--out", str(tmp_path / "d"), "--n", "1", "--temporal", "--quiet"]) == 2
+    assert "no prior images" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
 def test_cli_round_trip_and_preview(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["synth", "cxr", "--out", str(out), "--n", "4", "--size", "64", "--temporal", "--quiet",

@@ -15,6 +15,7 @@ Python: medvlm.synth.dataset.write_dataset(...) and medvlm.synth.preview.write_p
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 KINDS_HELP = {
@@ -75,11 +76,15 @@ def run(args: argparse.Namespace) -> int:
     from medvlm.synth.dataset import write_dataset
 
     start = time.perf_counter()
-    summary = write_dataset(
-        args.out, args.synth_command, args.n, seed=args.seed, size_px=args.size, temporal=args.temporal or None,
-        prevalence=dict(args.prevalence) or None, test_fraction=args.test_fraction, image_format=args.format,
-        workers=args.workers, overwrite=args.overwrite, progress=not args.quiet,
-    )
+    try:
+        summary = write_dataset(
+            args.out, args.synth_command, args.n, seed=args.seed, size_px=args.size, temporal=args.temporal or None,
+            prevalence=dict(args.prevalence) or None, test_fraction=args.test_fraction, image_format=args.format,
+            workers=args.workers, overwrite=args.overwrite, progress=not args.quiet,
+        )
+    except (ValueError, FileExistsError) as exc:  # bad options: say what is wrong, no traceback
+        print(f"medvlm synth {args.synth_command}: error: {exc}", file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - start
     card = summary.card
     print(f"\nwrote {summary.out} ({card['kind']}, seed {card['seed']}) in {seconds:.1f} s "
