@@ -29,3 +29,13 @@ def test_wrong_type_and_bad_choice_are_errors():
         load_config(TrainConfig, None, ["components.vision=partly"])
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(TrainConfig, None, ["optim.lr"])
+
+
+def test_every_shipped_recipe_parses():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert recipes
+    for recipe in recipes:
+        cfg = load_config(TrainConfig, recipe)
+        assert cfg.recipe in ("align", "finetune"), recipe
