@@ -9,16 +9,15 @@ import pytest
 from medvlm.evaluate.clinical import CHEXPERT_OBSERVATIONS, clinical_statistics
 from medvlm.evaluate.labeler import label_reports
 
-synth_cxr = pytest.importorskip("medvlm.synth.cxr", reason="the synthetic CXR generator is not in this tree")
-
 
 @pytest.fixture(scope="module")
 def synthetic_reports(tmp_path_factory):
     """(our labels, chexpert truth) of 300 temporal studies at 64 px (with and without priors)."""
-    from medvlm.synth.dataset import write_dataset
+    from medvlm.cli import main
 
     out = tmp_path_factory.mktemp("synth") / "cxr"
-    write_dataset(out, "cxr", 300, seed=3, config=synth_cxr.CXRConfig(size_px=64, temporal=True), progress=False)
+    assert main(["synth", "cxr", "--out", str(out), "--n", "300", "--size", "64", "--temporal", "--seed", "3",
+                 "--quiet"]) == 0
     reports = {}
     for record in json.loads((out / "train.json").read_text()):
         if record["task"] == "report":
