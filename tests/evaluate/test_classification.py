@@ -105,3 +105,15 @@ def test_cli_cls_prints_the_summary(tmp_path, capsys):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["evaluate", "cls", "--predictions", str(path), "--average", "micro"]) == 0
     assert "f1_micro" in capsys.readouterr().out
+
+
+def test_multilabel_csv_with_score_columns(tmp_path):
+    path = tmp_path / "ml.csv"
+    path.write_text("id,label,score_edema,score_effusion\n"
+                    "1,edema|effusion,0.9,0.7\n2,,0.2,0.1\n3,effusion,0.6,0.4\n")
+    m = evaluate_classification_file(path, multilabel=True, threshold=0.5)
+    # predicted sets from scores >= 0.5: {edema, effusion}, {}, {edema}
+    assert m["accuracy"] == pytest.approx(2 / 3)
+    assert m["per_class"]["edema"]["precision"] == pytest.approx(0.5)
+    assert m["per_class"]["effusion"] == pytest.approx(
+        {"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2, "auroc": 1.0})
