@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
 from medvlm.data.collator import collate
 from medvlm.infer.generate import generate
@@ -87,6 +87,21 @@ def test_vision_encoder_from_a_directory(model_type, tokenizer, llama_config, tm
     saved, loaded = encoder.state_dict(), model.vision_tower.model.state_dict()
     assert all(torch.equal(saved[k], loaded[k]) for k in saved)
     _train_step_and_generate(model, processor)
+
+
+@pytest.mark.parametrize("model_type", ["clip", "siglip"])
+def test_vision_tower_of_a_full_image_text_checkpoint(model_type, tokenizer, llama_config, tmp_path):
+    text_part = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 64,
+                 "vocab_size": 99, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+    config = AutoConfig.for_model(model_type, vision_config=VISION_SMALL, text_config=text_part)
+    full = AutoModel.from_config(config)
+    full.save_pretrained(tmp_path)
+
+    model, _ = build_model(ComposeConfig(vision=str(tmp_path), text=llama_config), tokenizer=tokenizer)
+    assert model.config.vision_config.model_type == f"{model_type}_vision_model"
+    saved = full.state_dict()
+    for key, value in model.vision_tower.model.state_dict().items():
+        assert torch.equal(saved[f"vision_model.{key}"], value), key
 
 
 def test_a_tokenizer_with_a_chat_template_brings_it_along(vit_config, tmp_path):

@@ -25,13 +25,13 @@ from medvlm.models.configuration import MedVLMConfig
 from medvlm.models.language import build_language_model
 from medvlm.models.modeling import MedVLMForConditionalGeneration
 from medvlm.models.tokenizer import train_tokenizer
-from medvlm.models.vision import build_vision_model
+from medvlm.models.vision import build_vision_model, vision_config_of
 
 
 @dataclass
 class ComposeConfig:
     """A model from parts. vision / text: a local directory (weights loaded) or a config dict with `model_type`
-    (random init). template None: the tokenizer's own chat template when it has one, else llava_v1.
+    (random init); a full CLIP / SigLIP directory gives its vision tower. template None: the tokenizer's own chat template when it has one, else llava_v1.
     image_mean / image_std None: the encoder directory's preprocessor_config.json, else 0.5."""
 
     vision: str | dict[str, Any]
@@ -149,6 +149,7 @@ def build_model(
         raise TypeError(f"build_model takes a preset name, TinyPresetConfig or ComposeConfig, got {type(preset_or_config)}")
 
     vision_config, vision_dir = _sub_config(compose.vision, "vision")
+    vision_config = vision_config_of(vision_config)
     text_config, text_dir = _sub_config(compose.text, "text")
     if tokenizer is None:
         if text_dir is None:

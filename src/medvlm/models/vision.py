@@ -52,6 +52,17 @@ VISION_ENCODERS: dict[str, VisionEncoderSpec] = {
 }
 
 
+# image-text model_type -> attribute holding its vision config. A directory of such a model (e.g. a full CLIP or
+# SigLIP checkpoint, as LLaVA uses) gives its vision tower; the text tower's weights are left unread.
+VISION_PART_OF: dict[str, str] = {"clip": "vision_config", "siglip": "vision_config"}
+
+
+def vision_config_of(config: PreTrainedConfig) -> PreTrainedConfig:
+    """The vision encoder's config: `config` itself, or the vision part of an image-text model's config."""
+    attribute = VISION_PART_OF.get(config.model_type)
+    return getattr(config, attribute) if attribute else config
+
+
 def vision_spec(vision_config: PreTrainedConfig) -> VisionEncoderSpec:
     try:
         return VISION_ENCODERS[vision_config.model_type]
