@@ -85,6 +85,9 @@ def _histogram(title: str, scores: Sequence[float]) -> str | None:
     ax.set_title(title, fontsize=11)
     ax.set_xlabel("per-sample score")
     ax.set_ylabel("samples")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.5-sample ticks
     uri = _png_data_uri(fig)
     plt.close(fig)
     return uri
