@@ -35,6 +35,7 @@ from medvlm.models.pretrained import (
     packaged_file,
     pretrained_compose_config,
     resolve,
+    vision_encoder_dir,
 )
 
 # A real photograph that ships with matplotlib: Grace Hopper in US Navy uniform (ImageNet 652 = military uniform)
@@ -60,7 +61,7 @@ def test_tokens_are_the_stride_32_grid_of_the_head_by_default():
 
 def test_multi_stage_tokens_concatenate_pooled_stage_maps():
     config = tiny_efficientnet_lite_config(feature_stages=[3, -1], patch_size=16)
-    assert config.feature_stages == [3, 6] and config.hidden_size == 24 + 64
+    assert config.token_stages == [3, 6] and config.hidden_size == 24 + 64
     encoder = EfficientNetLiteModel(config).eval()
     pixels = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -93,7 +94,7 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="feature_stages holds 9"):
         efficientnet_lite0_config(feature_stages=[9])
     with pytest.raises(ValueError, match="hidden_size=1000"):
-        efficientnet_lite0_config(hidden_size=1000)
+        efficientnet_lite0_config(hidden_size=1000)  # computed from feature_stages, never set
     with pytest.raises(ValueError, match=r"stages\[0\]"):
         EfficientNetLiteConfig(stages=[[1, 3, 1, 16]])
 
@@ -106,10 +107,11 @@ def test_lite0_architecture_matches_the_published_widths():
 
 
 def test_composed_model_with_efficientnet_trains_and_round_trips(tmp_path, tokenizer, llama_config):
-    vision = tiny_efficientnet_lite_config(patch_size=16).to_dict()  # 4 x 4 = 16 tokens of 64 at 64 px
+    # 4 x 4 = 16 tokens at 64 px, each the stride-8 stage (24, pooled) and the head (64)
+    vision = tiny_efficientnet_lite_config(patch_size=16, feature_stages=[3, -1]).to_dict()
     model, processor = build_model(ComposeConfig(vision=vision, text=llama_config, vision_feature_layer=-1,
                                                  template="chatml"), tokenizer=tokenizer)
-    assert model.config.image_seq_length == 16
+    assert model.config.image_seq_length == 16 and model.connector(torch.zeros(1, 16, 88)).shape == (1, 16, 64)
     sample = processor.encode([{"from": "human", "value": "<image>\nIs there a nodule?"},
                                {"from": "gpt", "value": "no"}], [np.random.rand(40, 50).astype(np.float32)])
     ids = torch.tensor([sample.input_ids])
@@ -182,6 +184,20 @@ def test_resolved_efficientnet_gives_49_tokens_of_1280(tmp_path):
     with torch.no_grad():
         assert encoder(pixel_values=torch.zeros(1, 3, 224, 224)).last_hidden_state.shape == (1, 49, 1280)
     assert resolve("efficientnet-lite0", cache_dir=tmp_path) == directory  # converted once, then reused
+
+
+def test_multi_stage_pretrained_encoder_directory_for_composition(tmp_path):
+    require("efficientnet-lite0")
+    base = AutoModel.from_pretrained(resolve("efficientnet-lite0", cache_dir=tmp_path))
+    directory = vision_encoder_dir("efficientnet-lite0", cache_dir=tmp_path, feature_stages=[5, -1])
+    encoder = AutoModel.from_pretrained(directory)  # what ComposeConfig(vision=directory) builds
+    assert encoder.config.hidden_size == 112 + 1280
+    pixels = torch.rand(1, 3, 224, 224) * 2 - 1
+    with torch.no_grad():
+        tokens = encoder(pixel_values=pixels).last_hidden_state  # (1, 49, 1392)
+        assert torch.equal(tokens[..., 112:], base(pixel_values=pixels).last_hidden_state)  # same weights
+    with pytest.raises(ValueError, match="architecture"):
+        vision_encoder_dir("efficientnet-lite0", cache_dir=tmp_path, head_channels=640)
 
 
 def test_minilm_embeds_related_sentences_closer():

