@@ -45,7 +45,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as fresh:
         cache = fresh if args.first_load else None
         for name in PRETRAINED:
-            _, seconds = timed(lambda: resolve(name, cache))
+            _, seconds = timed(lambda name=name: resolve(name, cache))
             print(f"resolve {name:<24} {seconds:7.2f} s {'(first load)' if args.first_load else '(cached)'}")
         (lm, _), lm_seconds = timed(lambda: load_language_model(cache_dir=cache))
         print(f"load smollm2 from cache          {lm_seconds:7.2f} s  {count(lm)} parameters")
