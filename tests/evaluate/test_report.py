@@ -137,3 +137,11 @@ def test_bertscore_minilm_f1_with_an_interval():
     pytest.importorskip("medvlm.evaluate.bertscore")
     m = report_metrics(PREDICTIONS, REFERENCES, meteor=False, bootstrap=20)
     assert 0.0 < m["bertscore_minilm_f1"] <= 1.0 and "bertscore_minilm_f1" in m["ci95"]
+
+
+def test_duplicated_id_in_an_answers_file_with_references_is_an_error(tmp_path):
+    answers = _write_jsonl(tmp_path / "a.jsonl", [
+        {"id": "s1", "query": "q", "reference": "a", "prediction": "a"},
+        {"id": "s1", "query": "q", "reference": "b", "prediction": "b"}])
+    with pytest.raises(ValueError, match="duplicate .*id 's1'"):
+        paired_answers(answers)

@@ -70,12 +70,15 @@ def paired_answers(answers_path: str | os.PathLike, references_path: str | os.Pa
     """
     from medvlm.records import load_answers, load_questions
 
-    answers = load_answers(answers_path)  # refuses duplicate ids, naming them
+    answers = load_answers(answers_path)
     if not answers:
         raise ValueError(f"{answers_path}: no answers to score")
     if references_path is None:
-        pairs = []
+        pairs, seen = [], set()
         for a in answers:
+            if str(a.question_id) in seen:
+                raise ValueError(f"{answers_path}: duplicate answer id {a.question_id!r}; ids must be unique")
+            seen.add(str(a.question_id))
             if a.reference is None:
                 raise ValueError(f"{answers_path}: answer id {a.question_id!r} has no reference (`reference` or "
                                  "`gt`); give the questions file with --references QUESTIONS.jsonl")
