@@ -180,7 +180,6 @@ def resolve(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
         if importlib.util.find_spec(module) is None:
             raise ModuleNotFoundError(f"converting pretrained component {name!r} needs the Python package "
                                       f"{module!r}; install it with: {command}")
-    register_auto_classes()
     with atomic_dir(target) as tmp:
         entry.convert(source, tmp)
     return target
