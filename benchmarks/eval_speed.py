@@ -85,8 +85,11 @@ def run_medvlm(predictions: list[str], references: list[str]) -> tuple[dict, dic
         scores = stats.aggregate()
         times["tokenise + BLEU/ROUGE-L/CIDEr"] = time.perf_counter() - start
         start = time.perf_counter()
+        meteor.segment_statistics(["ready"], [["ready"]])  # returns once the jar has loaded
+        times["METEOR jar start (what is left)"] = time.perf_counter() - start
+        start = time.perf_counter()
         scores.update(meteor.score(stats.predictions_tokenized, stats.references_tokenized, tokenized=True).aggregate())
-        times["METEOR (jar start + scoring)"] = time.perf_counter() - start
+        times["METEOR scoring"] = time.perf_counter() - start
     return scores, times
 
 
@@ -107,9 +110,12 @@ def run_pycocoevalcap(predictions: list[str], references: list[str]) -> tuple[di
     times["tokenise + BLEU/ROUGE-L/CIDEr"] = time.perf_counter() - start
     start = time.perf_counter()
     meteor_scorer = Meteor()
+    meteor_scorer._stat("ready", ["ready"])  # returns once the jar has loaded
+    times["METEOR jar start (what is left)"] = time.perf_counter() - start
+    start = time.perf_counter()
     meteor, _ = meteor_scorer.compute_score(gts, res)
     del meteor_scorer
-    times["METEOR (jar start + scoring)"] = time.perf_counter() - start
+    times["METEOR scoring"] = time.perf_counter() - start
     scores = {f"bleu{k + 1}": bleu[k] for k in range(4)}
     scores.update(rouge_l=float(rouge), cider=float(cider), meteor=float(meteor))
     return scores, times
@@ -176,6 +182,8 @@ def main() -> None:
     for key, value in theirs.items():
         print(f"{key:10s} {ours[key]:10.6f} {value:14.6f} {abs(ours[key] - value):9.1e}")
     print(f"goal: under 15 s for medvlm's total on 2 cores -> {'met' if total_ours < 15 else 'NOT met'} here")
+    warm = total_ours - our_times["METEOR jar start (what is left)"]
+    print(f"with a warm METEOR jar (one MeteorScorer reused across calls): {warm:.2f} s")
     if args.full_parity:
         print()
         full_parity(reports, answers)
