@@ -63,20 +63,23 @@ def make_data(n: int, size_px: int, temporal: bool, seed: int) -> tuple[np.ndarr
 
 
 class SmallCNN(nn.Module):
-    """Strided conv stem and four conv blocks -> mean and max pooling -> linear.
+    """Strided conv stem (stride 2 at 64 px, 4 at 128 px) and conv blocks -> mean and max pooling -> linear.
 
     Input (N, C, H, W) in [0, 1]; output (N, outputs). Max pooling keeps small findings (nodules, tubes) visible.
     """
 
-    def __init__(self, in_channels: int, outputs: int) -> None:
+    def __init__(self, in_channels: int, outputs: int, stem_stride: int = 2) -> None:
         super().__init__()
 
         def block(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
             return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out),
                     nn.ReLU(inplace=True)]
 
+        # The stem's stride grows with the image size so every size costs the same per image.
+        stem = [nn.Conv2d(in_channels, 16, 2 * stem_stride - 1, stride=stem_stride, padding=stem_stride - 1,
+                          bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(
-            *block(in_channels, 16, 2),
+            *stem,
             *block(16, 32, 2), *block(32, 32, 1),
             *block(32, 64, 2), *block(64, 64, 1),
             *block(64, 96, 2), *block(96, 96, 1),
@@ -93,7 +96,7 @@ def train(x: np.ndarray, y: np.ndarray, outputs_per_finding: int, seconds: float
     """Train until the time budget is spent; multi-label BCE (1 output per finding) or per-finding softmax."""
     torch.manual_seed(seed)
     n_findings = y.shape[1]
-    model = SmallCNN(x.shape[1], n_findings * outputs_per_finding)
+    model = SmallCNN(x.shape[1], n_findings * outputs_per_finding, stem_stride=max(2, x.shape[-1] // 32))
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     counts = np.bincount(y.reshape(-1), minlength=max(outputs_per_finding, 1)).astype(np.float64)

@@ -561,7 +561,7 @@ def render(anatomy: Anatomy, pose: Pose, exposure: Exposure, findings: dict[str,
         radius = nod["size_mm"] / field_of_view_mm  # diameter in mm over a field of view of 2 units
         dx, dv = f.side_x(side) - cx, v - cv
         lesion = _ramp(radius - np.sqrt(dx * dx + dv * dv), f.edge)
-        density += 0.3 * lesion
+        density += 0.4 * lesion  # dense enough to stand out from ribs and markings at 64 px
         masks["nodule"] = lesion > 0.5
     ed = findings.get("edema")
     if ed:
