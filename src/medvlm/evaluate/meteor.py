@@ -214,6 +214,8 @@ class MeteorScorer:
         """
         if tokenized:
             hyps = list(predictions)
+            if not hyps:
+                raise ValueError("no predictions to score")
             refs = normalize_references(references, len(hyps))
         else:
             hyps, refs = tokenize_pairs(predictions, references)
