@@ -99,8 +99,7 @@ def _currency(tok: str) -> str:
 _FRACTIONS = {"\u00BC": "1/4", "\u00BD": "1/2", "\u00BE": "3/4", "\u2153": "1/3"}
 _BRACKETS = {"(": "-LRB-", ")": "-RRB-", "[": "-LSB-", "]": "-RSB-", "{": "-LCB-", "}": "-RCB-"}
 
-_SKIP = "skip"  # whitespace: no token
-_DROP = "drop"  # untokenizable character: deleted, as CoreNLP's default "firstDelete"
+_SKIP = "skip"  # whitespace: no token (untokenizable characters are deleted too, as CoreNLP's default)
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ class _Rule:
     first: re.Pattern  # characters a match can start with (a cheap filter)
     main: re.Pattern
     trail: re.Pattern | None
-    emit: Callable[[str], str] | str  # token text from the matched text, or _SKIP / _DROP
+    emit: Callable[[str], str] | str  # token text from the matched text, or _SKIP
     pushback: int = 0  # characters given back after emitting (they are lexed again)
 
 
@@ -139,7 +138,6 @@ def _phone(tok: str) -> str:
     return tok.replace(" ", "\u00A0").replace("(", "-LRB-").replace(")", "-RRB-")
 
 
-_ALNUM_START = _LETDIG
 # In CoreNLP's order (earlier rules win ties between equally long matches).
 _RULES: tuple[_Rule, ...] = (
     _rule("cannot", "c", "cannot", lambda t: t[:3], pushback=3),
@@ -218,14 +216,14 @@ _RULES: tuple[_Rule, ...] = (
     _rule("bang", "[?!]", "[?!]+", _same),
     _rule("period", "[.\u00A1\u00BF\u037E\u0589\u061F\u06D4\u0700-\u0702\u07FA]",
           "[.\u00A1\u00BF\u037E\u0589\u061F\u06D4\u0700-\u0702\u07FA]", _same),
-    _rule("hthing_dot", _ALNUM_START, r"[A-Za-z0-9][A-Za-z0-9.,\u00AD]*(?:-(?:[A-Za-z0-9\u00AD]+|" + _ACRO + r"\.))+\.",
+    _rule("hthing_dot", _LETDIG, r"[A-Za-z0-9][A-Za-z0-9.,\u00AD]*(?:-(?:[A-Za-z0-9\u00AD]+|" + _ACRO + r"\.))+\.",
           lambda t: t.replace("\u00AD", ""), trail="[,;:]"),
-    _rule("hthing", _ALNUM_START, r"[A-Za-z0-9][A-Za-z0-9.,\u00AD]*(?:-(?:[A-Za-z0-9\u00AD]+|" + _ACRO + r"\.))+",
+    _rule("hthing", _LETDIG, r"[A-Za-z0-9][A-Za-z0-9.,\u00AD]*(?:-(?:[A-Za-z0-9\u00AD]+|" + _ACRO + r"\.))+",
           lambda t: t.replace("\u00AD", "")),
-    _rule("thing_dot", _ALNUM_START,
+    _rule("thing_dot", _LETDIG,
           rf"(?:[dol]{_APOSETC}{_LETDIG})?{_LETDIG}+(?:{_HYPHEN}(?:[dol]{_APOSETC}{_LETDIG})?{_LETDIG}+)*\.",
           _same, trail="[,;:]"),
-    _rule("thing", _ALNUM_START,
+    _rule("thing", _LETDIG,
           rf"(?:[dol]{_APOSETC}{_LETDIG})?{_LETDIG}+(?:{_HYPHEN}(?:[dol]{_APOSETC}{_LETDIG})?{_LETDIG}+)*", _same),
     _rule("thinga_dot", "[A-Z]", r"(?-i:[A-Z])+(?:(?:[+&]|&amp;)(?-i:[A-Z])+)+\.", lambda t: t.replace("&amp;", "&"),
           trail="[,;:]"),
