@@ -91,7 +91,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
-            n_kind = n if kind != "ct" else max(20, n // 20)
+            n_kind = n if kind != "ct" else max(10, n // 100)  # CT writes a NIfTI and a DICOM series per study
             rows.append(measure(kind, n_kind, args.workers, False, Path(tmp)))
             if kind == "cxr":
                 rows.append(measure(kind, n_kind, args.workers, True, Path(tmp)))
