@@ -113,6 +113,9 @@ class MeteorStats:
 class MeteorScorer:
     """One long-lived METEOR 1.5 Java process; thread-safe; use as a context manager or call :meth:`close`.
 
+    The jar loads its paraphrase tables (about 10 s of CPU) in the background from construction on: create
+    the scorer before other work to overlap that, and reuse it across calls (e.g. validation rounds).
+
     >>> with MeteorScorer() as meteor:                          # doctest: +SKIP
     ...     meteor.score(["no effusion."], ["No pleural effusion."]).aggregate()["meteor"]
     """
