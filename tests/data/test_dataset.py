@@ -35,9 +35,11 @@ def test_records_become_samples_with_images_from_the_folder(make_processor, tmp_
     assert batch["pixel_values"].shape == (1, 3, 16, 16)
 
 
-def test_a_prior_image_is_refused_by_name_not_dropped(make_processor, tmp_path):
+def test_a_named_prior_is_a_second_image_for_a_single_image_connector(make_processor, tmp_path):
+    # pair connectors (tac, pair_concat) are tested in tests/temporal
     path = _write(tmp_path, [{"id": 3, "image": "a.png", "prior": "a.png", "conversations": [
         {"from": "human", "value": "<image>\nChange?"}, {"from": "gpt", "value": "Stable."}]}])
-    dataset = TrainingDataset.from_file(path, make_processor(), image_folder=tmp_path / "images")
-    with pytest.raises(ValueError, match=r"record 0 \(id 3\): field 'prior'"):
-        dataset[0]
+    processor = make_processor()
+    sample = TrainingDataset.from_file(path, processor, image_folder=tmp_path / "images")[0]
+    assert sample.pixel_values.shape[0] == 2
+    assert sample.input_ids.count(processor.image_token_id) == 2 * processor.config.image_seq_length

@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("medvlm.cli.train", "train a model from a YAML recipe (align, finetune) with key=value overrides"),
     "generate": ("medvlm.cli.generate", "generate text for one image (and optional prior) with a trained model"),
     "predict": ("medvlm.cli.predict", "answer a questions file in batches, resumable and shardable"),
+    "priors": ("medvlm.cli.priors", "pair each study of a studies table with its prior study (Libra's rule)"),
     "demo": ("medvlm.cli.demo", "synthesise data, train a tiny model, predict, evaluate and write an HTML report"),
 }
 

@@ -7,6 +7,10 @@ examples:
   medvlm generate --model runs/tiny/final --image data/images/cxr_0001.png --prompt "Describe the findings."
   medvlm generate --model runs/tiny/final --image a.png --num-beams 3 --num-return-sequences 3
   medvlm generate --model runs/tiny/final --image a.png --do-sample --temperature 0.7 --top-p 0.9 --seed 0
+  medvlm generate --model runs/libra-tiny/model --image current.jpg --prior prior.jpg   # temporal (tac) model
+
+A temporal model (connector tac or pair_concat) given --image without --prior answers in its missing-prior
+mode (the model config's missing_prior: Libra's dummy prior = the current image again, or a learned embedding).
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model directory written by `medvlm train` (or medvlm.api.save)")
     parser.add_argument("--image", action="append", default=[], metavar="PATH",
                         help="image file (PNG/JPEG/TIFF/BMP/DICOM); repeat for several images, in placeholder order")
+    parser.add_argument("--prior", default=None, metavar="PATH",
+                        help="the prior study's image, compared with the one current --image (temporal models, e.g. "
+                             "tac; with a single-image connector the prior is read as a second image)")
     parser.add_argument("--prompt", default=None,
                         help="question or instruction; may hold <image> placeholders (default: images only)")
     parser.add_argument("--num-return-sequences", type=int, default=1,
@@ -74,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = options_from_args(args, args.num_return_sequences)
         model, processor = medvlm.load(args.model, device=args.device)
-        texts = generate(model, processor, args.image, args.prompt, **vars(options))
+        texts = generate(model, processor, args.image, args.prompt, prior=args.prior, **vars(options))
     except (ValueError, OSError) as error:  # bad input: a message naming the file / option, not a traceback
         print(f"medvlm generate: error: {error}", file=sys.stderr)
         return 2

@@ -2,7 +2,8 @@
 
     batch = collate(samples, pad_token_id=processor.tokenizer.pad_token_id)
     -> {"input_ids" (B, L), "attention_mask" (B, L), "labels" (B, L) [when samples have labels],
-        "pixel_values" (total_images, C, H, W) [when any sample has images]}
+        "pixel_values" (total_images, C, H, W) [when any sample has images],
+        "prior_present" (total_pairs,) bool [pair connectors: when any sample has pairs]}
 
 Images are concatenated in sample order, which is the order of their placeholders in the batch; a sample may have
 any number of images (0 included).
@@ -45,6 +46,9 @@ def collate(samples: Sequence[EncodedSample], pad_token_id: int, padding_side: s
     images = [s.pixel_values for s in samples if s.pixel_values is not None]
     if images:
         batch["pixel_values"] = torch.cat(images, dim=0)
+    flags = [flag for s in samples if s.prior_present is not None for flag in s.prior_present]
+    if flags:
+        batch["prior_present"] = torch.tensor(flags, dtype=torch.bool)
     return batch
 
 

@@ -1,8 +1,10 @@
 """TrainingDataset: medvlm.records TrainingRecords -> processed samples (EncodedSample) for the collator.
 
 Image paths resolve like medvlm.records does: absolute as written, else under `image_folder`, else beside the
-record file. Records with a 3D volume (`image3d`) or a named prior image need a connector that takes them (not yet
-in this package): they are refused with an error naming the record, never silently dropped.
+record file. A named `prior` key is the same as `image: [current, prior]`: the prior follows the current image
+(the processor then arranges the pair for the model's connector, see medvlm.data.processor). Records with a 3D
+volume (`image3d`) need a connector that takes volumes (not yet in this package): they are refused with an error
+naming the record, never silently dropped.
 """
 
 from __future__ import annotations
@@ -37,13 +39,17 @@ class TrainingDataset(Dataset):
         return len(self.records)
 
     def image_paths(self, record: TrainingRecord) -> list[Path]:
-        return [resolve_path(p, self.image_folder, self.record_file) for p in record.images]
+        """The record's images in placeholder order, its named prior (if any) last: [current, prior] for a pair."""
+        paths = record.images + ([record.prior_image] if record.prior_image is not None else [])
+        return [resolve_path(p, self.image_folder, self.record_file) for p in paths]
 
     def __getitem__(self, index: int) -> EncodedSample:
         record = self.records[index]
         where = f"{self.record_file} record {index} (id {record.id})"
-        if record.image3d is not None or record.prior_image is not None:
-            field = "image3d" if record.image3d is not None else "prior"
-            raise ValueError(f"{where}: field {field!r} needs a 3D or temporal connector, which this model does "
-                             "not have; remove the field or train with such a connector")
+        if record.image3d is not None:
+            raise ValueError(f"{where}: field 'image3d' needs a 3D connector, which this model does not have; "
+                             "remove the field or train with such a connector")
+        if record.prior_image is not None and len(record.images) != 1:
+            raise ValueError(f"{where}: field 'prior' needs exactly one current image in 'image', got "
+                             f"{len(record.images)}")
         return self.processor.encode(record.conversations, self.image_paths(record), where=where)

@@ -8,6 +8,16 @@ in [0, 1]: anything else is an error), gray is repeated to 3 channels (or RGB av
   resize_mode="stretch": resize straight to image_size x image_size.
 Resizing is bicubic (PIL, per channel in float32, so 16-bit images keep their precision); then (x - mean) / std.
 
+Temporal pairs (Libra): a sample with two images [current, prior] is a pair when the model's connector takes pairs
+(`images_per_placeholder` = 2: tac, pair_concat) or when its text has one shared placeholder. Both record spellings,
+one shared `<image>` or one `<image>` per image, are normalised to the connector's convention:
+  pair connector:         ONE placeholder for the pair (a second placeholder is removed); pixel_values hold
+                          [current, prior]; a sample with only the current image gets the current image again in
+                          the prior slot (Libra's dummy prior) and prior_present=[False] (the model's
+                          config.missing_prior decides whether that stand-in or a learned "no prior" embedding is used);
+  single-image connector: each image its own placeholder (a shared one gets a second placeholder right after it):
+                          the prior is just a second image.
+
 Text: the chat template renders the conversation into segments (see medvlm.data.templates); each segment is
 tokenised on its own, every `<image>` becomes `image_seq_length` image tokens, and labels copy the ids of learned
 (assistant) segments and are -100 elsewhere (image tokens included).
@@ -66,11 +76,13 @@ class ProcessorConfig:
 
 @dataclass
 class EncodedSample:
-    """One processed sample: input_ids (seq,), labels (seq,) or None, pixel_values (num_images, C, H, W) or None."""
+    """One processed sample: input_ids (seq,), labels (seq,) or None, pixel_values (num_images, C, H, W) or None;
+    prior_present: for pair connectors, one flag per pair (False: the prior slot holds a stand-in), else None."""
 
     input_ids: list[int]
     labels: list[int] | None
     pixel_values: torch.Tensor | None
+    prior_present: list[bool] | None = None
 
     @property
     def num_images(self) -> int:
@@ -88,6 +100,39 @@ def _scale_to_unit(pixels: np.ndarray, bits_stored: int | None, name: str) -> np
         raise ValueError(f"image {name}: float pixels must lie in [0, 1], found {low:g}..{high:g}; window them "
                          "first (medvlm.imaging windows CT/DICOM values) or pass integer pixels")
     return np.clip(unit, 0.0, 1.0)
+
+
+def _drop_second_placeholder(messages: list) -> list:
+    """The messages with the second `<image>` (and a newline right after it) removed."""
+    seen = 0
+    out = []
+    for m in messages:
+        text = m.text
+        if seen < 2 and IMAGE_PLACEHOLDER in text:
+            first = text.find(IMAGE_PLACEHOLDER) if seen == 0 else -1
+            second = text.find(IMAGE_PLACEHOLDER, first + len(IMAGE_PLACEHOLDER)) if first >= 0 else text.find(
+                IMAGE_PLACEHOLDER)
+            seen += 1 if first >= 0 else 0
+            if second >= 0:
+                end = second + len(IMAGE_PLACEHOLDER)
+                end += 1 if text[end:end + 1] == "\n" else 0
+                text = text[:second] + text[end:]
+                seen = 2
+            m = type(m)(m.role, text)
+        out.append(m)
+    return out
+
+
+def _add_second_placeholder(messages: list) -> list:
+    """The messages with a second `<image>` right after the first (one placeholder per image of a pair)."""
+    out = []
+    done = False
+    for m in messages:
+        if not done and IMAGE_PLACEHOLDER in m.text:
+            m = type(m)(m.role, m.text.replace(IMAGE_PLACEHOLDER, f"{IMAGE_PLACEHOLDER}\n{IMAGE_PLACEHOLDER}", 1))
+            done = True
+        out.append(m)
+    return out
 
 
 class MedVLMProcessor:
@@ -189,21 +234,52 @@ class MedVLMProcessor:
             )
         return messages
 
+    def _arrange_pair(self, messages: list, images: list, where: str) -> tuple[list, list, list[bool] | None]:
+        """Normalise a [current, prior] sample to this connector's convention (see the module docstring).
+        -> (messages, images, prior_present)."""
+        count = sum(m.text.count(IMAGE_PLACEHOLDER) for m in messages)
+        if self.config.images_per_placeholder == 2:
+            if not images:
+                return messages, images, None
+            if len(images) > 2:
+                raise ValueError(f"{where}: {len(images)} images, but this model's pair connector takes the current "
+                                 "image and at most one prior ([current, prior])")
+            has_prior = len(images) == 2
+            if count == 2 and has_prior:
+                messages = _drop_second_placeholder(messages)
+            elif count > 1:
+                raise ValueError(f"{where}: {count} {IMAGE_PLACEHOLDER} placeholders for {len(images)} image(s); a "
+                                 "pair connector takes [current, prior] at one placeholder (or one per image)")
+            return messages, [images[0], images[1] if has_prior else images[0]], [has_prior]
+        if len(images) == 2 and count == 1:  # Libra's shared placeholder: one per image for this connector
+            messages = _add_second_placeholder(messages)
+        return messages, images, None
+
     def encode(
         self,
         conversation: Sequence[Any],
         images: Sequence[str | os.PathLike | np.ndarray] = (),
         *,
+        prior_image: str | os.PathLike | np.ndarray | None = None,
         add_generation_prompt: bool = False,
         truncate: bool = True,
         where: str = "sample",
     ) -> EncodedSample:
         """A conversation (records' Turns, {"from", "value"} dicts or Messages) and its images -> EncodedSample.
 
+        images: in placeholder order; [current, prior] for a temporal pair. prior_image: the prior given apart
+        (a record's named `prior` key): the same as images=[current, prior_image].
         add_generation_prompt: the conversation ends with a human turn and the model is to answer (no labels).
         where: names the sample in error messages (e.g. "train.json record 17").
         """
-        messages = self._with_placeholders(to_messages(conversation), len(images), where)
+        images = list(images)
+        if prior_image is not None:
+            if len(images) != 1:
+                raise ValueError(f"{where}: a prior image goes with exactly one current image, got {len(images)} "
+                                 "images")
+            images.append(prior_image)
+        messages, images, prior_present = self._arrange_pair(to_messages(conversation), images, where)
+        messages = self._with_placeholders(messages, len(images), where)
         segments = render(self.config.template, messages, tokenizer=self.tokenizer,
                           add_generation_prompt=add_generation_prompt, system_prompt=self.config.system_prompt)
         input_ids: list[int] = []
@@ -218,7 +294,7 @@ class MedVLMProcessor:
         if truncate and not add_generation_prompt and len(input_ids) > self.config.max_length:
             input_ids, labels = self._truncate(input_ids, labels, where)
         return EncodedSample(input_ids=input_ids, labels=None if add_generation_prompt else labels,
-                             pixel_values=self.preprocess_images(images))
+                             pixel_values=self.preprocess_images(images), prior_present=prior_present)
 
     def _truncate(self, input_ids: list[int], labels: list[int], where: str) -> tuple[list[int], list[int]]:
         max_length = self.config.max_length
@@ -230,10 +306,11 @@ class MedVLMProcessor:
             )
         return input_ids[:max_length], labels[:max_length]
 
-    def encode_prompt(self, prompt: str | None, images: Sequence[str | os.PathLike | np.ndarray] = ()) -> EncodedSample:
+    def encode_prompt(self, prompt: str | None, images: Sequence[str | os.PathLike | np.ndarray] = (),
+                      prior_image: str | os.PathLike | np.ndarray | None = None) -> EncodedSample:
         """One question (None or "" = images only, e.g. for report generation) -> a generation-ready sample."""
-        return self.encode([{"from": "human", "value": prompt or ""}], images, add_generation_prompt=True,
-                           where="prompt")
+        return self.encode([{"from": "human", "value": prompt or ""}], images, prior_image=prior_image,
+                           add_generation_prompt=True, where="prompt")
 
     # --- output -------------------------------------------------------------------------------------------
     @property

@@ -1,6 +1,7 @@
 """Generate text for images and a prompt with HF `generate` (KV cache), greedy, beam search or sampling.
 
     texts = generate(model, processor, ["cxr.png"], "Describe the findings.", num_beams=3)
+    texts = generate(model, processor, ["current.jpg"], prior="prior.jpg")     # a temporal (tac) model
 
 The images are encoded once, spliced into the prompt embeddings, and `generate` runs from those embeddings, so
 HF can expand the batch for beams / several samples per prompt whatever the number of images per prompt.
@@ -42,7 +43,9 @@ def _generate(model, processor: MedVLMProcessor, samples: Sequence[EncodedSample
     input_ids = batch["input_ids"].to(device)
     attention_mask = batch["attention_mask"].to(device)
     pixel_values = batch.get("pixel_values")
-    inputs_embeds = model.embed_inputs(input_ids, pixel_values.to(device) if pixel_values is not None else None)
+    prior_present = batch.get("prior_present")
+    inputs_embeds = model.embed_inputs(input_ids, pixel_values.to(device) if pixel_values is not None else None,
+                                       prior_present=prior_present.to(device) if prior_present is not None else None)
     if options.seed is not None:
         torch.manual_seed(options.seed)
     with warnings.catch_warnings():
@@ -60,12 +63,16 @@ def generate(
     processor: MedVLMProcessor,
     images: Sequence[str | os.PathLike | np.ndarray],
     prompt: str | None = None,
+    *,
+    prior: str | os.PathLike | np.ndarray | None = None,
     **options,
 ) -> list[str]:
     """Answer one prompt about `images` (paths or arrays; [] for text only). prompt None: images only (report
-    generation with a model trained that way). options: GenerationOptions fields. -> num_return_sequences texts."""
+    generation with a model trained that way). prior: the prior study's image (Libra), with one current image in
+    `images`; a pair model given no prior uses its missing-prior mode. options: GenerationOptions fields.
+    -> num_return_sequences texts."""
     unknown = set(options) - {f.name for f in dataclasses.fields(GenerationOptions)}
     if unknown:
         raise TypeError(f"unknown generation options {sorted(unknown)}")
-    sample = processor.encode_prompt(prompt, list(images))
+    sample = processor.encode_prompt(prompt, list(images), prior_image=prior)
     return generate_samples(model, processor, [sample], GenerationOptions(**options))[0]

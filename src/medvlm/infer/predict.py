@@ -3,6 +3,8 @@
     summary = predict(model, processor, "test.jsonl", "answers.jsonl", image_folder="images", batch_size=16)
 
 - Batches are left-padded and generated together (see medvlm.infer.generate).
+- Temporal questions: `image: [current, prior]` or a named `prior` key; the processor arranges the pair for the
+  model's connector, and a pair model answers a question without a prior in its missing-prior mode.
 - Resumable: question ids already in the output file are skipped; each batch's answers are appended and fsynced
   (`medvlm.records.append_answers`), so an interrupted run loses at most the batch in flight, and a line cut off
   by the interruption is dropped on the next run (`resume_answers`).
@@ -76,11 +78,23 @@ def answer_id(model_id: str, question_id) -> str:
 
 
 def _question_images(question: QuestionRecord, image_folder, questions_file, where: str) -> list[Path]:
-    if question.image3d is not None or question.prior_image is not None:
-        field = "image3d" if question.image3d is not None else "prior"
-        raise ValueError(f"{where}: field {field!r} needs a 3D or temporal connector, which this model does not "
-                         "have; remove the field from the questions or use such a model")
-    return [resolve_path(p, image_folder, questions_file) for p in question.images]
+    """The question's images in placeholder order, a named prior last ([current, prior] for a temporal pair)."""
+    if question.image3d is not None:
+        raise ValueError(f"{where}: field 'image3d' needs a 3D connector, which this model does not have; remove "
+                         "the field from the questions or use such a model")
+    if question.prior_image is not None and len(question.images) != 1:
+        raise ValueError(f"{where}: field 'prior' needs exactly one current image in 'image', got "
+                         f"{len(question.images)}")
+    paths = question.images + ([question.prior_image] if question.prior_image is not None else [])
+    return [resolve_path(p, image_folder, questions_file) for p in paths]
+
+
+def _question_text(question: QuestionRecord) -> str:
+    """The text with its placeholders; a question without any gets one per placeholder the images need (a named
+    prior shares the current image's placeholder, as Libra's pair does)."""
+    if question.num_image_placeholders or question.prior_image is None:
+        return question.text_with_placeholders()
+    return "<image>\n" + question.text
 
 
 def predict(
@@ -123,7 +137,7 @@ def predict(
             where = f"{questions_file} question {q.question_id!r}"
             images = _question_images(q, image_folder, questions_file, where)
             samples.append(processor.encode(
-                [{"from": "human", "value": q.text_with_placeholders()}], images,
+                [{"from": "human", "value": _question_text(q)}], images,
                 add_generation_prompt=True, where=where,
             ))
         texts = generate_samples(model, processor, samples, options)

@@ -12,6 +12,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from medvlm.models.connectors import connector_class
+from medvlm.models.connectors.tac import MISSING_PRIOR_MODES
 from medvlm.models.vision import num_selected_tokens, vision_spec
 
 
@@ -26,7 +27,10 @@ class MedVLMConfig(PreTrainedConfig):
     vision_feature_select: "drop_cls", "keep_cls" or "cls_only".
     vision_has_cls_token: None = as the encoder table says for this architecture.
     image_token_id: id of `<image>` in the tokenizer; each placeholder is expanded to `image_seq_length` of them.
-    image_seq_length: LM tokens per image; computed from the encoder and connector when None.
+    image_seq_length: LM tokens per placeholder (per image; per current + prior pair for a pair connector);
+        computed from the encoder and connector when None.
+    missing_prior: for pair connectors (tac, pair_concat), what stands in for an absent prior image: "dummy"
+        (Libra: the current image again) or "learned" (a learned "no prior" embedding inside the connector).
     """
 
     model_type: ClassVar[str] = "medvlm"
@@ -44,12 +48,15 @@ class MedVLMConfig(PreTrainedConfig):
     vision_has_cls_token: bool | None = None
     image_token_id: int | None = None
     image_seq_length: int | None = None
+    missing_prior: str = "dummy"
     tie_word_embeddings: bool = False  # the language model ties its own embeddings when its config says so
 
     def __post_init__(self, **kwargs: Any):
         super().__post_init__(**kwargs)
         if self.connector_config is None:
             self.connector_config = {}
+        if self.missing_prior not in MISSING_PRIOR_MODES:
+            raise ValueError(f"missing_prior={self.missing_prior!r}: use one of {MISSING_PRIOR_MODES}")
         if self.vision_has_cls_token is None:
             self.vision_has_cls_token = vision_spec(self.vision_config).has_cls_token
         expected = self.expected_image_seq_length()

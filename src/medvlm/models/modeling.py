@@ -8,6 +8,11 @@
 
 Images of a batch are concatenated in the order their placeholders appear (sample 0's images first).
 Generation passes pixel_values (or vision_features) on the first step only; later steps read the KV cache.
+
+Pair connectors (tac, pair_concat; `images_per_placeholder` = 2): images come as current, prior, current, prior,
+...; each pair fills ONE placeholder's block. `prior_present` (num_pairs,) bool marks pairs whose prior slot holds
+a stand-in (the current image) because the study has no prior; with config.missing_prior="learned" the connector
+replaces those priors with its learned "no prior" embedding, with "dummy" the stand-in is used as it is (Libra).
 """
 
 from __future__ import annotations
@@ -20,9 +25,23 @@ from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from medvlm.models.configuration import MedVLMConfig
-from medvlm.models.connectors import AttentionPoolConnector, connector_class
+from medvlm.models.connectors import (
+    AttentionPoolConnector,
+    PairConcatConnector,
+    TemporalAlignmentConnector,
+    connector_class,
+)
 from medvlm.models.language import build_language_model
 from medvlm.models.vision import VisionEncoder, build_vision_model, selected_feature_dim
+
+
+def _num_encoder_layers(vision_config) -> int:
+    """Layers in the vision_feature_layer="all" stack: the encoder's transformer layers (embeddings excluded)."""
+    layers = getattr(vision_config, "num_hidden_layers", None)
+    if not isinstance(layers, int) or layers < 1:
+        raise ValueError(f"a layer-stack connector needs the encoder's num_hidden_layers; the "
+                         f"{vision_config.model_type!r} config has {layers!r}")
+    return layers
 
 
 def _dtype_of(module: torch.nn.Module) -> torch.dtype:
@@ -45,6 +64,13 @@ class MedVLMPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, AttentionPoolConnector):
             init.normal_(module.queries, mean=0.0, std=0.02)
+        if isinstance(module, TemporalAlignmentConnector):
+            init.zeros_(module.prior_shift)
+        if isinstance(module, TemporalAlignmentConnector | PairConcatConnector):
+            if module.no_prior is not None:
+                init.normal_(module.no_prior, mean=0.0, std=0.02)
+        if isinstance(module, PairConcatConnector):
+            init.normal_(module.role, mean=0.0, std=0.02)
 
 
 class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
@@ -64,11 +90,17 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
                 f"vision_feature_layer='all' gives (images, layers, tokens, dim) features, which the "
                 f"{config.connector_type!r} connector does not take; pick one layer or a list of layers"
             )
+        model_settings = {}  # what a connector needs to know about the model, beyond its own settings
+        if connector_cls.accepts_layer_stack:
+            model_settings["num_layers"] = _num_encoder_layers(config.vision_config)
+        if connector_cls.images_per_placeholder == 2:
+            model_settings["missing_prior"] = config.missing_prior
         self.connector = connector_cls(
             vision_dim=selected_feature_dim(config.vision_config.hidden_size, config.vision_feature_layer),
             text_dim=config.text_config.hidden_size,
             num_input_tokens=config.vision_tokens_per_image(),
             **config.connector_config,
+            **model_settings,
         )
         self.language_model = build_language_model(config.text_config)
         # one config object per part, so that changes to a part (e.g. resized embeddings) are what gets saved
@@ -96,12 +128,16 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         return self.vision_tower(pixel_values.to(_dtype_of(self.vision_tower)))
 
     def get_image_features(
-        self, pixel_values: torch.Tensor | None = None, vision_features: torch.Tensor | None = None
+        self,
+        pixel_values: torch.Tensor | None = None,
+        vision_features: torch.Tensor | None = None,
+        prior_present: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """-> image_features (num_images / images_per_placeholder, image_seq_length, text_dim).
 
         pixel_values: (num_images, C, H, W), or (batch, images_per_sample, C, H, W) which is flattened in order.
         vision_features: precomputed `encode_images` output; used instead of running the encoder.
+        prior_present: (num_pairs,) bool, pair connectors only (see the module docstring); None = all present.
         """
         if vision_features is None:
             if pixel_values is None:
@@ -111,7 +147,10 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
             vision_features = self.encode_images(pixel_values)
         elif vision_features.ndim == 4 and self.config.vision_feature_layer != "all":
             vision_features = vision_features.flatten(0, 1)  # (batch, images_per_sample, tokens, dim)
-        return self.connector(vision_features.to(_dtype_of(self.connector)))
+        vision_features = vision_features.to(_dtype_of(self.connector))
+        if self.config.images_per_placeholder == 2:
+            return self.connector(vision_features, prior_present)
+        return self.connector(vision_features)
 
     def _splice_images(
         self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, image_features: torch.Tensor
@@ -135,6 +174,7 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         input_ids: torch.LongTensor,
         pixel_values: torch.Tensor | None = None,
         vision_features: torch.Tensor | None = None,
+        prior_present: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """input_ids (batch, seq) -> inputs_embeds (batch, seq, text_dim) with the images at their image tokens.
 
@@ -144,7 +184,7 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         inputs_embeds = self.get_input_embeddings()(input_ids)
         if pixel_values is None and vision_features is None:
             return inputs_embeds
-        image_features = self.get_image_features(pixel_values, vision_features)
+        image_features = self.get_image_features(pixel_values, vision_features, prior_present)
         return self._splice_images(input_ids, inputs_embeds, image_features)
 
     # --- forward ------------------------------------------------------------------------------------------
@@ -154,6 +194,7 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         attention_mask: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         vision_features: torch.Tensor | None = None,
+        prior_present: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         position_ids: torch.LongTensor | None = None,
         past_key_values: Any | None = None,
@@ -163,7 +204,8 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         """input_ids (batch, seq) with image tokens; pixel_values (num_images, C, H, W) or vision_features
-        (num_images, tokens, dim); labels (batch, seq), -100 where nothing is learned.
+        (num_images, tokens, dim); prior_present (num_pairs,) bool for pair connectors; labels (batch, seq), -100
+        where nothing is learned.
         -> CausalLMOutputWithPast(loss, logits (batch, seq, vocab), past_key_values)."""
         kwargs.pop("return_dict", None)  # always a ModelOutput
         if (input_ids is None) == (inputs_embeds is None):
@@ -177,7 +219,7 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
                     raise ValueError(
                         "input_ids hold image tokens but neither pixel_values nor vision_features were given"
                     )
-            inputs_embeds = self.embed_inputs(input_ids, pixel_values, vision_features)
+            inputs_embeds = self.embed_inputs(input_ids, pixel_values, vision_features, prior_present)
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -197,6 +239,7 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         vision_features: torch.Tensor | None = None,
+        prior_present: torch.Tensor | None = None,
         is_first_iteration: bool | None = False,
         **kwargs: Any,
     ) -> dict[str, Any]:
@@ -211,4 +254,5 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         if is_first_iteration or not kwargs.get("use_cache", True):
             model_inputs["pixel_values"] = pixel_values
             model_inputs["vision_features"] = vision_features
+            model_inputs["prior_present"] = prior_present
         return model_inputs

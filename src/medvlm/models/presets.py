@@ -46,6 +46,7 @@ class ComposeConfig:
     resize_mode: str = "pad"
     image_mean: list[float] | None = None
     image_std: list[float] | None = None
+    missing_prior: str = "dummy"  # pair connectors (tac, pair_concat): "dummy" (Libra) or "learned"
 
 
 @dataclass
@@ -64,9 +65,10 @@ class TinyPresetConfig:
     vocab_size: int = 1024  # of the trained tokenizer (an upper bound: BPE stops when the texts run out of merges)
     connector_type: str = "mlp2x_gelu"
     connector_config: dict[str, Any] = field(default_factory=dict)
-    vision_feature_layer: int | list[int] | str = -1
+    vision_feature_layer: int | list[int] | str = -1  # "all" for the tac connector
     template: str = "chatml"
     max_length: int = 512
+    missing_prior: str = "dummy"  # pair connectors (tac, pair_concat): "dummy" (Libra) or "learned"
 
     def compose_config(self) -> ComposeConfig:
         vision = {
@@ -83,7 +85,8 @@ class TinyPresetConfig:
         return ComposeConfig(vision=vision, text=text, connector_type=self.connector_type,
                              connector_config=dict(self.connector_config),
                              vision_feature_layer=self.vision_feature_layer, template=self.template,
-                             max_length=self.max_length, resize_mode="pad", image_mean=[0.5] * 3, image_std=[0.5] * 3)
+                             max_length=self.max_length, resize_mode="pad", image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                             missing_prior=self.missing_prior)
 
 
 # preset name -> its config class. The one place presets are registered.
@@ -170,6 +173,7 @@ def build_model(
         vision_feature_layer=compose.vision_feature_layer,
         vision_feature_select=compose.vision_feature_select,
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER),
+        missing_prior=compose.missing_prior,
     )
     model = MedVLMForConditionalGeneration(config)
     if vision_dir is not None:

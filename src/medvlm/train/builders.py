@@ -139,9 +139,9 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         blank = torch.zeros(1, dataset.processor.config.num_channels, 1, 1)
         for index, record in enumerate(dataset.records):
             # text only: the image count matters for the placeholders, not the pixels
-            dummy = [blank[0, 0].numpy()] * len(record.images)
+            dummy = [blank[0, 0].numpy()] * len(image_keys[index])
             sample = dataset.processor.encode(record.conversations, dummy, where=f"record {index} (id {record.id})")
-            samples.append(EncodedSample(sample.input_ids, sample.labels, None))
+            samples.append(EncodedSample(sample.input_ids, sample.labels, None, sample.prior_present))
         return cls(samples, image_keys, features)
 
     def __len__(self) -> int:
@@ -151,7 +151,9 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         sample = self.samples[index]
         keys = self.image_keys[index]
         pixel_values = torch.stack([self.features[str(k)] for k in keys]) if keys else None
-        return EncodedSample(sample.input_ids, sample.labels, pixel_values)
+        if sample.prior_present == [False]:  # a pair without prior: the current image stands in (see the processor)
+            pixel_values = torch.cat([pixel_values, pixel_values])
+        return EncodedSample(sample.input_ids, sample.labels, pixel_values, sample.prior_present)
 
 
 class FeatureCollator:

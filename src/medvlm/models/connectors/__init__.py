@@ -5,15 +5,19 @@ Every connector class takes `(vision_dim, text_dim, num_input_tokens, **settings
 (`image_seq_length`) is known before any weights exist. `accepts_layer_stack` says whether it takes
 (num_images, layers, tokens, dim) features (vision_feature_layer="all").
 
-Seam for temporal connectors (Libra's current + prior pair): `images_per_placeholder` says how many consecutive
-images one `<image>` placeholder consumes; such a connector receives (num_pairs * 2, tokens, dim) in placeholder
-order and returns (num_pairs, out_tokens, text_dim). All connectors here use 1.
+Pair connectors (Libra's current + prior): `images_per_placeholder` says how many consecutive images one
+`<image>` placeholder consumes. `tac` and `pair_concat` take 2: they receive (num_pairs * 2, [layers,] tokens, dim)
+in placeholder order (current, prior, current, prior, ...), an optional `prior_present` (num_pairs,) bool, and
+return (num_pairs, out_tokens, text_dim): ONE block of tokens per pair. The other connectors take 1 image per
+placeholder; with them a prior is simply a second image with its own placeholder (see medvlm.data.processor).
 """
 
 from medvlm.models.connectors.attn_pool import AttentionPoolConnector
 from medvlm.models.connectors.linear import LinearConnector
 from medvlm.models.connectors.mlp import MLPConnector
+from medvlm.models.connectors.pair_concat import PairConcatConnector
 from medvlm.models.connectors.spatial_pool import SpatialPoolConnector
+from medvlm.models.connectors.tac import TemporalAlignmentConnector
 
 # connector_type -> class. The one place connectors are registered.
 CONNECTORS = {
@@ -21,6 +25,8 @@ CONNECTORS = {
     "mlp2x_gelu": MLPConnector,
     "spatial_pool": SpatialPoolConnector,
     "attn_pool": AttentionPoolConnector,
+    "tac": TemporalAlignmentConnector,
+    "pair_concat": PairConcatConnector,
 }
 
 
@@ -31,5 +37,5 @@ def connector_class(connector_type: str):
         raise ValueError(f"connector_type={connector_type!r}: use one of {sorted(CONNECTORS)}") from None
 
 
-__all__ = ["CONNECTORS", "AttentionPoolConnector", "LinearConnector", "MLPConnector", "SpatialPoolConnector",
-           "connector_class"]
+__all__ = ["CONNECTORS", "AttentionPoolConnector", "LinearConnector", "MLPConnector", "PairConcatConnector",
+           "SpatialPoolConnector", "TemporalAlignmentConnector", "connector_class"]
