@@ -51,7 +51,7 @@ def test_missing_placeholders_are_prepended_and_wrong_counts_refused(make_proces
     sample = processor.encode([{"from": "human", "value": "Compare."}, {"from": "gpt", "value": "Stable."}], images)
     assert sample.input_ids.count(processor.image_token_id) == 8
     with pytest.raises(ValueError, match="record 7: the text has 1 <image> placeholder"):
-        processor.encode(CONVERSATION, images, where="record 7")
+        processor.encode(CONVERSATION, images * 2, where="record 7")  # (2 images at 1 placeholder: a Libra pair)
 
 
 def test_truncation_keeps_the_images_and_refuses_when_they_do_not_fit(make_processor):

@@ -1,0 +1,197 @@
+"""Temporal ablation (Libra's claim on the synthetic benchmark): does the prior image help report generation?
+
+Tiny models, equal budgets (same steps, batch, learning rate, sizes), trained from scratch on
+`medvlm synth cxr --temporal` report records, evaluated on the test studies' report questions:
+  (a) current_only      mlp2x_gelu connector, trained and evaluated without priors (prior images removed)
+  (b) pair_concat       both images' tokens with a learned current / prior embedding
+  (c) tac               Libra's Temporal Alignment Connector over all encoder layers
+  (d) tac_prior_missing the (c) model evaluated with every prior removed (its missing-prior mode: --missing-prior)
+Columns: temporal entity F1 (Libra), change accuracy (medvlm.evaluate.change, vs labels.jsonl change labels),
+clinical micro F1 over the 14 CheXpert observations (rule labeler), seconds (train + predict).
+Prints the table and writes OUT/temporal_ablation.json and OUT/temporal_ablation.png.
+
+  OMP_NUM_THREADS=1 python benchmarks/temporal_ablation.py --out /tmp/ablation --studies 600 --steps 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from medvlm.fileio import atomic_path, atomic_write_json
+
+VARIANTS = {  # name -> (connector, vision_feature_layer, train with priors, evaluate with priors)
+    "current_only": ("mlp2x_gelu", -1, False, False),
+    "pair_concat": ("pair_concat", -1, True, True),
+    "tac": ("tac", "all", True, True),
+    "tac_prior_missing": ("tac", "all", True, False),  # reuses the tac model
+}
+
+
+def make_data(out: Path, args) -> Path:
+    from medvlm.synth.dataset import write_dataset
+
+    data = out / "data"
+    if not (data / "dataset.json").is_file():
+        if data.exists():
+            shutil.rmtree(data)
+        write_dataset(data, "cxr", args.studies, seed=args.seed, size_px=args.synth_size, temporal=True,
+                      test_fraction=args.test_fraction, workers=1, progress=False)
+    return data
+
+
+def write_splits(data: Path, out: Path) -> dict[str, Path]:
+    """Report-only training and test files, with and without priors (absolute image paths)."""
+    from medvlm.records import load_questions, load_training, write_questions, write_training
+    from medvlm.temporal import drop_priors
+
+    train = [r for r in load_training(data / "train.json") if r.metadata.get("task") == "report"]
+    test = [q for q in load_questions(data / "test.jsonl") if q.answer_type == "report"]
+    for record in train + test:
+        record.images = [str((data / p).resolve()) for p in record.images]
+    files = {"train_pair": out / "train_pair.json", "train_current": out / "train_current.json",
+             "test_pair": out / "test_pair.jsonl", "test_current": out / "test_current.jsonl"}
+    write_training(files["train_pair"], train)
+    write_training(files["train_current"], drop_priors(train))
+    write_questions(files["test_pair"], test)
+    write_questions(files["test_current"], drop_priors(test))
+    return files
+
+
+def train_variant(name: str, connector: str, layer, train_file: Path, out: Path, args):
+    from medvlm.config import build_config
+    from medvlm.train import TrainConfig, train
+
+    cfg = build_config(TrainConfig, {
+        "recipe": "finetune",
+        "model": {"preset": "tiny", "preset_options": {
+            "image_size": args.image_size, "patch_size": args.patch_size, "connector_type": connector,
+            "vision_feature_layer": layer, "missing_prior": args.missing_prior, "vision_layers": args.vision_layers}},
+        "data": {"train": str(train_file)},
+        "components": {"vision": "full", "connector": "full", "language": "full"},
+        "optim": {"lr": args.lr, "batch_size": args.batch_size, "max_steps": args.steps, "warmup_ratio": 0.05},
+        "run": {"output_dir": str(out / name), "seed": args.seed, "progress": args.progress, "log_every_steps": 20,
+                "tensorboard": False},
+    })
+    return train(cfg)
+
+
+def evaluate(model_dir: Path, questions: Path, answers: Path, labels: dict, args) -> dict:
+    import medvlm
+    from medvlm.evaluate.change import change_accuracy
+    from medvlm.evaluate.clinical import clinical_metrics
+    from medvlm.evaluate.temporal import temporal_entity_f1
+    from medvlm.infer.options import GenerationOptions
+    from medvlm.infer.predict import predict
+    from medvlm.records import load_answers, load_questions
+
+    model, processor = medvlm.load(model_dir)
+    answers.unlink(missing_ok=True)
+    predict(model, processor, questions, answers, batch_size=32, progress=args.progress,
+            options=GenerationOptions(max_new_tokens=args.max_new_tokens))
+    by_id = {a.question_id: a.text for a in load_answers(answers)}
+    qs = load_questions(questions)
+    predictions = [by_id[q.question_id] for q in qs]
+    references = [q.reference for q in qs]
+    change = change_accuracy(predictions, [labels[q.metadata["study_id"]] for q in qs])
+    clinical = clinical_metrics(predictions, references)
+    return {"temporal_f1": temporal_entity_f1(predictions, references),
+            "change_accuracy": change["change_accuracy"], "change_n": change["n"],
+            "change_per_finding": change["per_finding"], "change_stated": change["stated"],
+            "clinical_micro_f1_14": clinical["clinical_micro_f1_14"], "reports": len(qs)}
+
+
+def table(results: dict) -> str:
+    keys = ("temporal_f1", "change_accuracy", "clinical_micro_f1_14", "seconds")
+    lines = [f"{'variant':<18}" + "".join(f"{k:>22}" for k in keys)]
+    for name, row in results.items():
+        lines.append(f"{name:<18}" + "".join(
+            f"{row[k]:>22.4f}" if isinstance(row.get(k), float) else f"{'-':>22}" for k in keys))
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ("temporal_f1", "change_accuracy", "clinical_micro_f1_14")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(results)
+    for i, (name, row) in enumerate(results.items()):
+        ax.bar([k + i * width for k in range(len(keys))], [row[k] or 0.0 for k in keys], width, label=name)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(keys))], keys)
+    ax.set_ylim(0, 1)
+    ax.set_title("temporal ablation (synthetic CXR, tiny models, equal budgets)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="temporal_ablation_out", help="working folder (data, runs, results)")
+    parser.add_argument("--studies", type=int, default=600, help="synthetic temporal studies (default: %(default)s)")
+    parser.add_argument("--test-fraction", type=float, default=0.15, help="test patients (default: %(default)s)")
+    parser.add_argument("--synth-size", type=int, default=64, help="synthetic image side, px (default: %(default)s)")
+    parser.add_argument("--image-size", type=int, default=32, help="model input side, px (default: %(default)s)")
+    parser.add_argument("--patch-size", type=int, default=8, help="ViT patch side, px (default: %(default)s)")
+    parser.add_argument("--vision-layers", type=int, default=2, help="ViT layers (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=300, help="optimizer steps per variant: the budget "
+                        "(default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=16, help="(default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="(default: %(default)s)")
+    parser.add_argument("--missing-prior", choices=("dummy", "learned"), default="dummy",
+                        help="pair models' missing-prior mode (default: %(default)s)")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--progress", action="store_true", help="progress bars")
+    args = parser.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = make_data(out, args)
+    files = write_splits(data, out)
+    labels = {}
+    for line in (data / "labels.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        labels[row["study_id"]] = row.get("change") or {}
+
+    results: dict[str, dict] = {}
+    trained: dict[str, tuple[Path, float]] = {}
+    for name, (connector, layer, train_prior, eval_prior) in VARIANTS.items():
+        run_name = "tac" if connector == "tac" else name
+        if run_name not in trained:
+            print(f"== train {run_name}", flush=True)
+            result = train_variant(run_name, connector, layer,
+                                   files["train_pair" if train_prior else "train_current"], out / "runs", args)
+            trained[run_name] = (result.model_dir, result.seconds)
+        model_dir, train_seconds = trained[run_name]
+        print(f"== evaluate {name}", flush=True)
+        started = time.perf_counter()
+        row = evaluate(model_dir, files["test_pair" if eval_prior else "test_current"],
+                       out / f"answers_{name}.jsonl", labels, args)
+        row["predict_seconds"] = time.perf_counter() - started
+        row["train_seconds"] = train_seconds
+        row["seconds"] = train_seconds + row["predict_seconds"]
+        results[name] = row
+        print(table({name: row}), flush=True)
+
+    print()
+    print(table(results))
+    gain = results["tac"]["temporal_f1"] - results["current_only"]["temporal_f1"]
+    clinical = results["tac"]["clinical_micro_f1_14"] - results["current_only"]["clinical_micro_f1_14"]
+    print(f"\ntac vs current_only: temporal F1 {gain:+.3f}, clinical micro F1 (14) {clinical:+.3f}")
+    atomic_write_json(out / "temporal_ablation.json", {"settings": vars(args), "results": results})
+    plot(results, out / "temporal_ablation.png")
+    print(f"wrote {out / 'temporal_ablation.json'} and {out / 'temporal_ablation.png'}")
+
+
+if __name__ == "__main__":
+    main()

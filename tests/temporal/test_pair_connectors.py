@@ -1,0 +1,118 @@
+"""Prior images through processor, collator and model: tac and pair_concat, and the single-image convention."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import medvlm
+from medvlm.api import save
+from medvlm.data.collator import collate
+from medvlm.records import QuestionRecord, TrainingRecord, Turn
+from medvlm.temporal import drop_priors
+
+
+def _image(seed: int, shape=(40, 30)) -> np.ndarray:
+    return (np.random.default_rng(seed).random(shape) * 255).astype(np.uint8)
+
+
+def _qa(question: str, answer: str = "Stable.") -> list[dict]:
+    return [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+
+
+@pytest.mark.parametrize("connector_type, tokens", [("tac", 16), ("pair_concat", 32)])
+def test_a_pair_fills_one_placeholder_and_trains(compose, connector_type, tokens):
+    model, processor = compose(connector_type)
+    assert model.config.image_seq_length == processor.config.image_seq_length == tokens
+    assert processor.config.images_per_placeholder == 2
+
+    sample = processor.encode(_qa("<image>\nCompare."), [_image(0), _image(1)])
+    assert sample.input_ids.count(processor.image_token_id) == tokens  # one block for the pair
+    assert sample.pixel_values.shape == (2, 3, 32, 32) and sample.prior_present == [True]
+    batch = collate([sample, processor.encode(_qa("<image>\nFirst study."), [_image(2)])],
+                    processor.tokenizer.pad_token_id)
+    assert batch["pixel_values"].shape[0] == 4 and batch["prior_present"].tolist() == [True, False]
+    out = model(**batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert model.get_image_features(batch["pixel_values"]).shape == (2, tokens, 64)
+    trained = [name for name, p in model.connector.named_parameters() if p.grad is not None]
+    assert len(trained) == len(list(model.connector.parameters()))
+
+
+def test_both_record_spellings_give_the_same_pair_input(compose):
+    _, processor = compose("tac")
+    images = [_image(0), _image(1)]
+    shared = processor.encode(_qa("<image>\nCompare with the prior."), images)
+    one_each = processor.encode(_qa("<image>\n<image>\nCompare with the prior."), images)
+    named = processor.encode(_qa("<image>\nCompare with the prior."), images[:1], prior_image=images[1])
+    assert shared.input_ids == one_each.input_ids == named.input_ids
+    assert torch.equal(shared.pixel_values, one_each.pixel_values)
+    with pytest.raises(ValueError, match="record 4: 3 images"):
+        processor.encode(_qa("<image>\nCompare."), images + images[:1], where="record 4")
+
+
+def test_a_single_image_connector_gives_each_image_its_own_placeholder(compose):
+    _, processor = compose("mlp2x_gelu")
+    shared = processor.encode(_qa("<image>\nCompare with the prior."), [_image(0), _image(1)])
+    assert shared.input_ids.count(processor.image_token_id) == 2 * 16 and shared.prior_present is None
+
+
+def test_missing_prior_dummy_is_the_current_image_again(compose):
+    model, processor = compose("tac")
+    alone = processor.encode(_qa("<image>\nDescribe."), [_image(0)])
+    assert alone.prior_present == [False]
+    assert torch.equal(alone.pixel_values[0], alone.pixel_values[1])
+    model.eval()
+    dummy = model.get_image_features(alone.pixel_values, prior_present=torch.tensor([False]))
+    same = model.get_image_features(alone.pixel_values)  # the dummy mode ignores prior_present
+    assert torch.equal(dummy, same)
+
+
+@pytest.mark.parametrize("connector_type", ["tac", "pair_concat"])
+def test_missing_prior_learned_uses_a_trained_embedding_and_is_saved(compose, tmp_path, connector_type):
+    model, processor = compose(connector_type, missing_prior="learned")
+    model.eval()
+    pixels = processor.encode(_qa("<image>\nDescribe."), [_image(0)]).pixel_values
+    learned = model.get_image_features(pixels, prior_present=torch.tensor([False]))
+    as_dummy = model.get_image_features(pixels, prior_present=torch.tensor([True]))
+    assert not torch.allclose(learned, as_dummy)
+    learned.sum().backward()
+    assert model.connector.no_prior.grad is not None and model.connector.no_prior.grad.abs().sum() > 0
+
+    save(model, processor, tmp_path / "m")
+    loaded, _ = medvlm.load(tmp_path / "m")
+    assert loaded.config.missing_prior == "learned"
+    assert torch.allclose(loaded.get_image_features(pixels, prior_present=torch.tensor([False])), learned, atol=1e-5)
+
+
+def test_tac_similarity_gate_is_one_for_identical_features(compose):
+    model, _ = compose("tac")
+    x = torch.randn(3, 16, 32)
+    assert torch.allclose(model.connector.similarity_gate(x, x).flatten(), torch.ones(3))
+    assert (model.connector.similarity_gate(x, -x) < 1e-6).all()
+
+
+def test_tac_needs_every_encoder_layer(compose):
+    with pytest.raises(ValueError, match="does not take"):
+        compose("mlp2x_gelu", vision_feature_layer="all")
+    with pytest.raises(ValueError, match="tac takes"):
+        model, _ = compose("tac")
+        model.connector(torch.randn(2, 16, 32))  # a single layer: not a layer stack
+
+
+def test_an_unknown_missing_prior_mode_is_refused(compose):
+    with pytest.raises(ValueError, match="missing_prior='zero'"):
+        compose("tac", missing_prior="zero")
+
+
+def test_drop_priors_keeps_the_current_image_and_one_placeholder():
+    record = TrainingRecord("s1", [Turn("human", "<image>\n<image>\nCompare."), Turn("gpt", "Stable.")],
+                            images=["cur.png", "prior.png"])
+    named = QuestionRecord("q1", "<image>\nCompare.", images=["cur.png"], prior_image="prior.png")
+    alone = QuestionRecord("q2", "Describe.", images=["cur.png"])
+    r, q, a = drop_priors([record, named, alone])
+    assert r.images == ["cur.png"] and r.conversations[0].value == "<image>\nCompare."
+    assert q.images == ["cur.png"] and q.prior_image is None and q.text == "<image>\nCompare."
+    assert a is alone
