@@ -4,7 +4,8 @@ Writes one JSON line per question to --out: {question_id, prompt, text, answer_i
 question's reference and answer_type. Rerunning with the same --out skips questions already answered (a line
 cut off by an interruption is dropped and redone). --num-chunks N --chunk-idx I answers slice I of N contiguous
 slices of the questions, so N processes (e.g. one per GPU) cover the file exactly once; concatenate their outputs.
-Prints a summary table at the end.
+Prints a summary table at the end. Temporal questions (`image: [current, prior]` or a named `prior` key) go to
+the model as a pair; a pair model (tac, pair_concat) answers a question without a prior in its missing-prior mode.
 
 examples:
   medvlm predict --model runs/tiny/final --questions data/test.jsonl --image-folder data --out answers.jsonl
