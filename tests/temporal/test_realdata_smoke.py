@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -54,3 +55,22 @@ def test_predict_answers_temporal_questions(tiny_tac_model, tiny_temporal_cxr, t
     summary = predict(model, processor, questions, tmp_path / "answers.jsonl", image_folder=tiny_temporal_cxr,
                       options=GenerationOptions(max_new_tokens=4), progress=False)
     assert summary.answered == len(questions) == len(load_answers(tmp_path / "answers.jsonl"))
+
+
+def test_align_with_cached_features_trains_a_tac_model(tiny_temporal_cxr, tmp_path):
+    """The frozen-encoder feature cache keeps pairs and missing priors (layer stacks for tac)."""
+    from medvlm.config import build_config
+    from medvlm.train import TrainConfig, train
+
+    cfg = build_config(TrainConfig, {
+        "recipe": "align",
+        "model": {"preset": "tiny", "preset_options": {
+            "image_size": 32, "patch_size": 8, "vision_hidden_size": 32, "text_hidden_size": 64, "vocab_size": 512,
+            "connector_type": "tac", "vision_feature_layer": "all", "missing_prior": "learned"}},
+        "data": {"train": str(tiny_temporal_cxr / "train.json")},
+        "optim": {"batch_size": 8, "max_steps": 2},
+        "run": {"output_dir": str(tmp_path / "align"), "progress": False, "tensorboard": False,
+                "cache_vision_features": True},
+    })
+    result = train(cfg)
+    assert result.steps == 2 and math.isfinite(result.train_loss)
