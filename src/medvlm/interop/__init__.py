@@ -7,5 +7,6 @@ See docs/interop.md for what maps and what does not.
 """
 
 from medvlm.interop.llava_export import LlavaExportError, export_llava, to_llava
+from medvlm.interop.llava_import import LlavaImport, LlavaImportError, import_llava
 
-__all__ = ["LlavaExportError", "export_llava", "to_llava"]
+__all__ = ["LlavaExportError", "LlavaImport", "LlavaImportError", "export_llava", "import_llava", "to_llava"]
