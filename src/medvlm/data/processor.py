@@ -42,6 +42,7 @@ import torch
 
 from medvlm.data.templates import IMAGE_PLACEHOLDER, get_template, render, to_messages
 from medvlm.fileio import atomic_write_json
+from medvlm.temporal.records import without_second_placeholder
 
 PROCESSOR_FILE = "medvlm_processor.json"
 IGNORE_INDEX = -100
@@ -104,22 +105,10 @@ def _scale_to_unit(pixels: np.ndarray, bits_stored: int | None, name: str) -> np
 
 def _drop_second_placeholder(messages: list) -> list:
     """The messages with the second `<image>` (and a newline right after it) removed."""
-    seen = 0
-    out = []
+    seen, out = 0, []
     for m in messages:
-        text = m.text
-        if seen < 2 and IMAGE_PLACEHOLDER in text:
-            first = text.find(IMAGE_PLACEHOLDER) if seen == 0 else -1
-            second = text.find(IMAGE_PLACEHOLDER, first + len(IMAGE_PLACEHOLDER)) if first >= 0 else text.find(
-                IMAGE_PLACEHOLDER)
-            seen += 1 if first >= 0 else 0
-            if second >= 0:
-                end = second + len(IMAGE_PLACEHOLDER)
-                end += 1 if text[end:end + 1] == "\n" else 0
-                text = text[:second] + text[end:]
-                seen = 2
-            m = type(m)(m.role, text)
-        out.append(m)
+        text, seen = without_second_placeholder(m.text, seen)
+        out.append(m if text == m.text else type(m)(m.role, text))
     return out
 
 

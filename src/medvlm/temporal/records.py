@@ -9,13 +9,13 @@ import dataclasses
 from collections.abc import Iterable
 from typing import TypeVar
 
+from medvlm.data.templates import IMAGE_PLACEHOLDER as PLACEHOLDER
 from medvlm.records import QuestionRecord, TrainingRecord, Turn
 
-PLACEHOLDER = "<image>"
 R = TypeVar("R", TrainingRecord, QuestionRecord)
 
 
-def _without_second_placeholder(text: str, seen: int) -> tuple[str, int]:
+def without_second_placeholder(text: str, seen: int = 0) -> tuple[str, int]:
     """Remove the placeholder after the first one (counting `seen` placeholders already met); -> (text, seen)."""
     out = []
     rest = text
@@ -45,10 +45,10 @@ def drop_priors(records: Iterable[R]) -> list[R]:
             seen = 0
             turns = []
             for turn in record.conversations:
-                value, seen = _without_second_placeholder(turn.value, seen) if has_pair else (turn.value, seen)
+                value, seen = without_second_placeholder(turn.value, seen) if has_pair else (turn.value, seen)
                 turns.append(Turn(turn.role, value, dict(turn.metadata)))
             out.append(dataclasses.replace(record, images=images, prior_image=None, conversations=turns))
         else:
-            text = _without_second_placeholder(record.text, 0)[0] if has_pair else record.text
+            text = without_second_placeholder(record.text, 0)[0] if has_pair else record.text
             out.append(dataclasses.replace(record, images=images, prior_image=None, text=text))
     return out
