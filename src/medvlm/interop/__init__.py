@@ -8,5 +8,7 @@ See docs/interop.md for what maps and what does not.
 
 from medvlm.interop.llava_export import LlavaExportError, export_llava, to_llava
 from medvlm.interop.llava_import import LlavaImport, LlavaImportError, import_llava
+from medvlm.interop.merge import AdapterMergeError, load_with_adapter, merge_adapter
 
-__all__ = ["LlavaExportError", "LlavaImport", "LlavaImportError", "export_llava", "import_llava", "to_llava"]
+__all__ = ["AdapterMergeError", "LlavaExportError", "LlavaImport", "LlavaImportError", "export_llava", "import_llava",
+           "load_with_adapter", "merge_adapter", "to_llava"]
