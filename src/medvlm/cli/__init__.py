@@ -21,6 +21,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "generate": ("medvlm.cli.generate", "generate text for one image (and optional prior) with a trained model"),
     "predict": ("medvlm.cli.predict", "answer a questions file in batches, resumable and shardable"),
     "priors": ("medvlm.cli.priors", "pair each study of a studies table with its prior study (Libra's rule)"),
+    "export": ("medvlm.cli.export", "write a medvlm model as a transformers Llava checkpoint"),
+    "import": ("medvlm.cli.import_", "read an original LLaVA checkpoint (full, projector, LoRA) into medvlm"),
+    "merge": ("medvlm.cli.merge", "merge a LoRA adapter written by medvlm training into its base model"),
     "demo": ("medvlm.cli.demo", "synthesise data, train a tiny model, predict, evaluate and write an HTML report"),
 }
 
