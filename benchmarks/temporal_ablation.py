@@ -5,8 +5,10 @@ Tiny models, equal budgets (same steps, batch, learning rate, sizes), trained fr
   (a) current_only      mlp2x_gelu connector, trained and evaluated without priors (prior images removed)
   (b) pair_concat       both images' tokens with a learned current / prior embedding
   (c) tac               Libra's Temporal Alignment Connector over all encoder layers
-  (d) tac_prior_missing the (c) model evaluated with every prior removed (its missing-prior mode: --missing-prior)
-Columns: temporal entity F1 (Libra), change accuracy (medvlm.evaluate.change, vs labels.jsonl change labels),
+  (d) tac_prior_missing the (c) model evaluated with every prior removed (missing_prior="dummy": Libra's dummy prior)
+optional (--variants): tac_learned / tac_learned_prior_missing, the same with missing_prior="learned" (a learned
+"no prior" embedding, trained on the studies that have no prior).
+Columns: temporal entity F1 (Libra; over all test reports, and over the studies that have a prior), change accuracy (medvlm.evaluate.change, vs labels.jsonl change labels),
 clinical micro F1 over the 14 CheXpert observations (rule labeler), seconds (train + predict).
 Prints the table and writes OUT/temporal_ablation.json and OUT/temporal_ablation.png.
 
@@ -23,12 +25,23 @@ from pathlib import Path
 
 from medvlm.fileio import atomic_path, atomic_write_json
 
-VARIANTS = {  # name -> (connector, vision_feature_layer, train with priors, evaluate with priors)
-    "current_only": ("mlp2x_gelu", -1, False, False),
-    "pair_concat": ("pair_concat", -1, True, True),
-    "tac": ("tac", "all", True, True),
-    "tac_prior_missing": ("tac", "all", True, False),  # reuses the tac model
+# name -> (trained model, evaluate with priors); trained model -> (connector, vision_feature_layer, train with
+# priors, missing_prior). Variants that share a trained model train it once.
+VARIANTS = {
+    "current_only": ("current_only", False),
+    "pair_concat": ("pair_concat", True),
+    "tac": ("tac", True),
+    "tac_prior_missing": ("tac", False),
+    "tac_learned": ("tac_learned", True),
+    "tac_learned_prior_missing": ("tac_learned", False),
 }
+MODELS = {
+    "current_only": ("mlp2x_gelu", -1, False, "dummy"),
+    "pair_concat": ("pair_concat", -1, True, "dummy"),
+    "tac": ("tac", "all", True, "dummy"),
+    "tac_learned": ("tac", "all", True, "learned"),
+}
+DEFAULT_VARIANTS = "current_only,pair_concat,tac,tac_prior_missing"
 
 
 def make_data(out: Path, args) -> Path:
@@ -61,7 +74,7 @@ def write_splits(data: Path, out: Path) -> dict[str, Path]:
     return files
 
 
-def train_variant(name: str, connector: str, layer, train_file: Path, out: Path, args):
+def train_variant(name: str, connector: str, layer, missing_prior: str, train_file: Path, out: Path, args):
     from medvlm.config import build_config
     from medvlm.train import TrainConfig, train
 
@@ -69,7 +82,7 @@ def train_variant(name: str, connector: str, layer, train_file: Path, out: Path,
         "recipe": "finetune",
         "model": {"preset": "tiny", "preset_options": {
             "image_size": args.image_size, "patch_size": args.patch_size, "connector_type": connector,
-            "vision_feature_layer": layer, "missing_prior": args.missing_prior, "vision_layers": args.vision_layers}},
+            "vision_feature_layer": layer, "missing_prior": missing_prior, "vision_layers": args.vision_layers}},
         "data": {"train": str(train_file)},
         "components": {"vision": "full", "connector": "full", "language": "full"},
         "optim": {"lr": args.lr, "batch_size": args.batch_size, "max_steps": args.steps, "warmup_ratio": 0.05},
@@ -96,20 +109,24 @@ def evaluate(model_dir: Path, questions: Path, answers: Path, labels: dict, args
     qs = load_questions(questions)
     predictions = [by_id[q.question_id] for q in qs]
     references = [q.reference for q in qs]
-    change = change_accuracy(predictions, [labels[q.metadata["study_id"]] for q in qs])
+    change = change_accuracy(predictions, [labels[q.metadata["study_id"]]["change"] for q in qs])
     clinical = clinical_metrics(predictions, references)
+    with_prior = [i for i, q in enumerate(qs) if labels[q.metadata["study_id"]]["has_prior"]]
     return {"temporal_f1": temporal_entity_f1(predictions, references),
+            "temporal_f1_studies_with_prior": temporal_entity_f1([predictions[i] for i in with_prior],
+                                                                 [references[i] for i in with_prior]),
             "change_accuracy": change["change_accuracy"], "change_n": change["n"],
             "change_per_finding": change["per_finding"], "change_stated": change["stated"],
             "clinical_micro_f1_14": clinical["clinical_micro_f1_14"], "reports": len(qs)}
 
 
 def table(results: dict) -> str:
-    keys = ("temporal_f1", "change_accuracy", "clinical_micro_f1_14", "seconds")
-    lines = [f"{'variant':<18}" + "".join(f"{k:>22}" for k in keys)]
+    keys = ("temporal_f1", "temporal_f1_studies_with_prior", "change_accuracy", "clinical_micro_f1_14", "seconds")
+    heads = ("temporal F1", "temporal F1 (prior)", "change acc", "clinical F1-14", "seconds")
+    lines = [f"{'variant':<26}" + "".join(f"{h:>20}" for h in heads)]
     for name, row in results.items():
-        lines.append(f"{name:<18}" + "".join(
-            f"{row[k]:>22.4f}" if isinstance(row.get(k), float) else f"{'-':>22}" for k in keys))
+        lines.append(f"{name:<26}" + "".join(
+            f"{row[k]:>20.4f}" if isinstance(row.get(k), float) else f"{'-':>20}" for k in keys))
     return "\n".join(lines)
 
 
@@ -147,8 +164,8 @@ def main() -> None:
                         "(default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=16, help="(default: %(default)s)")
     parser.add_argument("--lr", type=float, default=1e-3, help="(default: %(default)s)")
-    parser.add_argument("--missing-prior", choices=("dummy", "learned"), default="dummy",
-                        help="pair models' missing-prior mode (default: %(default)s)")
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS,
+                        help=f"comma-separated, of {sorted(VARIANTS)} (default: %(default)s)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true", help="progress bars")
@@ -161,15 +178,20 @@ def main() -> None:
     labels = {}
     for line in (data / "labels.jsonl").read_text().splitlines():
         row = json.loads(line)
-        labels[row["study_id"]] = row.get("change") or {}
+        labels[row["study_id"]] = {"change": row.get("change") or {}, "has_prior": bool(row.get("has_prior"))}
 
     results: dict[str, dict] = {}
     trained: dict[str, tuple[Path, float]] = {}
-    for name, (connector, layer, train_prior, eval_prior) in VARIANTS.items():
-        run_name = "tac" if connector == "tac" else name
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; use {sorted(VARIANTS)}")
+    for name in names:
+        run_name, eval_prior = VARIANTS[name]
         if run_name not in trained:
+            connector, layer, train_prior, missing_prior = MODELS[run_name]
             print(f"== train {run_name}", flush=True)
-            result = train_variant(run_name, connector, layer,
+            result = train_variant(run_name, connector, layer, missing_prior,
                                    files["train_pair" if train_prior else "train_current"], out / "runs", args)
             trained[run_name] = (result.model_dir, result.seconds)
         model_dir, train_seconds = trained[run_name]
@@ -185,9 +207,11 @@ def main() -> None:
 
     print()
     print(table(results))
-    gain = results["tac"]["temporal_f1"] - results["current_only"]["temporal_f1"]
-    clinical = results["tac"]["clinical_micro_f1_14"] - results["current_only"]["clinical_micro_f1_14"]
-    print(f"\ntac vs current_only: temporal F1 {gain:+.3f}, clinical micro F1 (14) {clinical:+.3f}")
+    if "current_only" in results:
+        for name in [n for n in ("pair_concat", "tac", "tac_learned") if n in results]:
+            gain = results[name]["temporal_f1"] - results["current_only"]["temporal_f1"]
+            clinical = results[name]["clinical_micro_f1_14"] - results["current_only"]["clinical_micro_f1_14"]
+            print(f"{name} vs current_only: temporal F1 {gain:+.3f}, clinical micro F1 (14) {clinical:+.3f}")
     atomic_write_json(out / "temporal_ablation.json", {"settings": vars(args), "results": results})
     plot(results, out / "temporal_ablation.png")
     print(f"wrote {out / 'temporal_ablation.json'} and {out / 'temporal_ablation.png'}")
