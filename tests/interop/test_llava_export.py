@@ -37,8 +37,9 @@ for name, folder in request["folders"].items():
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Is there an effusion?"}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     encoded = processor(text=text, images=[image], return_tensors="pt")
+    generated = model.generate(**inputs, max_new_tokens=4, do_sample=False)
     results[name] = {"logits": logits, "input_ids": encoded["input_ids"], "pixel_values": encoded["pixel_values"],
-                     "image_processor": type(processor.image_processor).__name__}
+                     "image_processor": type(processor.image_processor).__name__, "generated": generated}
 assert not any(m.startswith("medvlm") for m in sys.modules), "the exported folder needed medvlm"
 torch.save(results, request["out"])
 """
@@ -61,7 +62,8 @@ def test_exported_folder_loads_in_plain_transformers_with_the_same_logits(compos
         torch.save(inputs, tmp_path / name / "inputs.pt")
         np.save(tmp_path / name / "image.npy", image)
         with torch.no_grad():
-            expected[name] = (model(**inputs).logits, inputs)
+            generated = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+            expected[name] = (model(**inputs).logits, generated, inputs)
         folders[name] = str(tmp_path / name / "llava")
 
     request = json.dumps({"folders": folders, "out": str(tmp_path / "results.pt")})
@@ -69,9 +71,10 @@ def test_exported_folder_loads_in_plain_transformers_with_the_same_logits(compos
                    env={**os.environ, "OMP_NUM_THREADS": "1"})
     results = torch.load(tmp_path / "results.pt", weights_only=True)
 
-    for name, (logits, inputs) in expected.items():
+    for name, (logits, generated, inputs) in expected.items():
         theirs = results[name]
         torch.testing.assert_close(theirs["logits"], logits, atol=1e-5, rtol=0)
+        assert theirs["generated"].tolist() == generated.tolist(), name  # greedy decoding, same stop settings
         # the exported processor prompts and tokenises as medvlm does ...
         assert theirs["input_ids"].tolist() == inputs["input_ids"].tolist(), name
         # ... and its PIL image processor (no torchvision) resizes 8-bit pixels: within a few 1/255 steps of

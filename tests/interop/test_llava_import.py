@@ -23,6 +23,8 @@ from transformers import (
 
 from medvlm.api import load
 from medvlm.cli import main
+from medvlm.interop import to_llava
+from medvlm.interop.llava_export import compare_logits
 from medvlm.interop.llava_import import LlavaImportError, import_llava
 
 HUB_TOWER = "openai/clip-vit-large-patch14-336"
@@ -119,6 +121,15 @@ def test_full_checkpoint_gives_the_hand_composed_logits(parts, tmp_path, project
     assert processor.config.image_mean == pytest.approx(CLIP_MEAN)  # from the vision folder's preprocessor config
     ours, expected = _by_hand(parts, projector_type, model, processor)
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+
+
+def test_an_imported_checkpoint_exports_to_transformers_llava(parts, tmp_path):
+    """The round trip a LLaVA user wants: original layout -> medvlm -> transformers' Llava, logits unchanged."""
+    src = _full_checkpoint(parts, tmp_path / "llava")
+    import_llava(src, tmp_path / "medvlm", vision_tower=parts["root"] / "clip")
+    model, processor = load(tmp_path / "medvlm")
+    llava, _ = to_llava(model, processor)
+    assert compare_logits(model, processor, llava) <= 1e-5
 
 
 def test_a_hub_name_for_the_vision_tower_needs_a_local_folder(parts, tmp_path):
