@@ -86,8 +86,8 @@ def compare_with_llava(args, data_dir: Path) -> tuple[float, float]:
 def compare_feature_cache(args, data_dir: Path, preset_kwargs: dict) -> tuple[float, float, float]:
     """(seconds/step without cache, with cache, one-time cache build) for the align stage."""
     from medvlm.config import build_config
-    from medvlm.train.builders import build_model_and_processor, build_training_data
     from medvlm.train import components
+    from medvlm.train.builders import build_model_and_processor, build_training_data
     from medvlm.train.config import TrainConfig
     from medvlm.train.recipe import token_loss_sum
 

@@ -192,7 +192,7 @@ def _most_frequent_answers(train_file: Path, questions_file: Path, out: Path) ->
     reports: Counter = Counter()
     for record in load_training(train_file):
         turns = record.conversations
-        for human, gpt in zip(turns[0::2], turns[1::2]):
+        for human, gpt in zip(turns[0::2], turns[1::2], strict=False):
             text = human.value.replace("<image>", "").strip()
             per_question.setdefault(text, Counter())[gpt.value] += 1
             if record.metadata.get("task") == "report":

@@ -15,8 +15,8 @@ import json
 import os
 import random
 import shutil
-from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from medvlm.config import dump_config
 from medvlm.train import components as components_lib
-from medvlm.train.builders import build_training_data, build_model_and_processor
+from medvlm.train.builders import build_model_and_processor, build_training_data
 from medvlm.train.checkpoint import (
     TrainState,
     latest_checkpoint,
@@ -101,7 +101,7 @@ def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
 
 
 def _model_inputs(batch: dict) -> dict:
-    return {k: v for k, v in batch.items() if k != "labels" and v is not None}
+    return {**{k: v for k, v in batch.items() if k != "labels" and v is not None}, "use_cache": False}
 
 
 def train(cfg: TrainConfig) -> TrainResult:

@@ -16,7 +16,7 @@ import torch
 from medvlm.data.collator import collate
 from medvlm.data.processor import MedVLMProcessor
 from medvlm.infer.options import GenerationOptions
-from medvlm.records import QuestionRecord, load_questions, load_answers, resolve_path
+from medvlm.records import QuestionRecord, load_answers, load_questions, resolve_path
 from medvlm.train.config import TrainConfig
 
 
