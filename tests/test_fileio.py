@@ -20,3 +20,13 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("crash mid-write")
     assert target.read_text() == '{"question_id": 1}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["answers.jsonl"]
+
+
+def test_outputs_get_the_usual_permissions_not_owner_only(tmp_path):
+    import os
+
+    target = tmp_path / "metrics.json"
+    atomic_write_json(target, {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
