@@ -76,10 +76,12 @@ def _llava_config(parts, projector_type: str, vision_tower: str, **extra) -> dic
     return config
 
 
-def _full_checkpoint(parts, folder: Path, projector_type="mlp2x_gelu", weights="safetensors", **config) -> Path:
+def _full_checkpoint(parts, folder: Path, projector_type="mlp2x_gelu", weights="safetensors", lm=None,
+                     **config) -> Path:
     """What LLaVA's finetuning writes: the LM's weights with model.mm_projector.* beside them, mm_* config keys."""
     folder.mkdir(parents=True)
-    state = {k: v.clone() for k, v in parts["lm"].state_dict().items()} | parts["projectors"][projector_type]
+    lm = lm or parts["lm"]
+    state = {k: v.clone() for k, v in lm.state_dict().items()} | parts["projectors"][projector_type]
     if weights == "safetensors":
         save_file(state, folder / "model.safetensors")
     else:
@@ -120,6 +122,18 @@ def test_full_checkpoint_gives_the_hand_composed_logits(parts, tmp_path, project
     assert processor.config.template == "llava_v1" and processor.config.resize_mode == "pad"
     assert processor.config.image_mean == pytest.approx(CLIP_MEAN)  # from the vision folder's preprocessor config
     ours, expected = _by_hand(parts, projector_type, model, processor)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+
+
+def test_a_vocabulary_padded_beyond_the_tokenizer_keeps_every_row(parts, tmp_path):
+    """Qwen2-style checkpoints have more embedding rows than tokens; <image> then reuses a padding row."""
+    padded = LlamaForCausalLM(parts["lm"].config.__class__(**{**parts["lm"].config.to_dict(),
+                                                              "vocab_size": len(parts["tokenizer"]) + 8})).eval()
+    src = _full_checkpoint(parts, tmp_path / "llava", lm=padded, vocab_size=len(parts["tokenizer"]) + 8)
+    import_llava(src, tmp_path / "medvlm", vision_tower=parts["root"] / "clip")
+    model, processor = load(tmp_path / "medvlm")
+    assert model.config.text_config.vocab_size == len(parts["tokenizer"]) + 8
+    ours, expected = _by_hand(parts, "mlp2x_gelu", model, processor, lm=padded)
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
 
 

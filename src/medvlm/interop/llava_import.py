@@ -19,7 +19,8 @@ What the folder holds, and what becomes of it:
                       a LoRA run: the base LM from `model_base`, the projector (and any other fully trained
                       weights) from non_lora_trainables.bin, the LoRA deltas merged in (W += alpha / r * B @ A)
   tokenizer files     from the folder, else from `model_base`; `<image>` is added as a special token (LLaVA uses
-                      index -200 instead), its embedding row set to the mean of the others
+                      index -200 instead), its embedding row set to the mean of the others (or, in a vocabulary
+                      padded beyond the tokenizer, one of the padding rows)
 Not supported, with an error: mm_use_im_start_end, anyres / LLaVA-NeXT patch merging, open_clip encoders
 (e.g. LLaVA-Rad's BiomedCLIP: not a transformers model), DoRA, per-module LoRA ranks.
 The chat template is llava_v1 (LLaVA-1.5's conv_vicuna_v1) unless told.
@@ -169,7 +170,6 @@ class _Loader:
         self.params = dict(model.named_parameters())
         self.lm_prefix = model.language_model.base_model_prefix + "."
         self.filled: set[str] = set()
-        self.vocab_rows: int | None = None
 
     def load(self, path: Path, name: str, tensor: torch.Tensor) -> None:
         key = name.removeprefix("base_model.model.")
@@ -181,26 +181,28 @@ class _Loader:
         if target is None:
             raise LlavaImportError(f"{path}: weight {name!r} -> {target_name!r}, which the medvlm model does not have "
                                    "(does config.json describe these weights?)")
+        if self._is_vocab_matrix(target) and tensor.ndim == 2 and tensor.shape[0] > target.shape[0]:
+            # a vocabulary padded beyond the tokenizer (e.g. Qwen2): keep every row; <image> then takes one of
+            # the padding rows, which no text token uses
+            self.model.language_model.resize_token_embeddings(tensor.shape[0], mean_resizing=False)
+            self.params = dict(self.model.named_parameters())
+            target = self.params[target_name]
         with torch.no_grad():
             if target.shape == tensor.shape:
                 target.copy_(tensor)
-            elif target.ndim == 2 and target.shape[1] == tensor.shape[1] and target.shape[0] > tensor.shape[0] \
-                    and target is self._vocab_matrix(target):
+            elif target.ndim == 2 and target.shape[1] == tensor.shape[1] and self._is_vocab_matrix(target):
                 # the vocabulary grew by <image>: the new rows get the mean of the checkpoint's rows
                 target[: tensor.shape[0]].copy_(tensor)
                 target[tensor.shape[0]:].copy_(tensor.mean(dim=0, keepdim=True).expand_as(target[tensor.shape[0]:]))
-                self.vocab_rows = tensor.shape[0]
             else:
                 raise LlavaImportError(f"{path}: weight {name!r} has shape {tuple(tensor.shape)}, the medvlm model's "
                                        f"{target_name!r} has {tuple(target.shape)}")
         self.filled.add(target_name)
 
-    def _vocab_matrix(self, target: torch.Tensor) -> torch.Tensor | None:
+    def _is_vocab_matrix(self, target: torch.Tensor) -> bool:
         lm = self.model.language_model
-        for module in (lm.get_input_embeddings(), lm.get_output_embeddings()):
-            if module is not None and module.weight is target:
-                return target
-        return None
+        return any(module is not None and module.weight is target
+                   for module in (lm.get_input_embeddings(), lm.get_output_embeddings()))
 
     def check_complete(self, parts: tuple[str, ...]) -> None:
         tied = {"language_model.lm_head.weight"} if self.model.language_model.config.tie_word_embeddings else set()
