@@ -136,8 +136,8 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = ("temporal_f1", "change_accuracy", "clinical_micro_f1_14")
-    fig, ax = plt.subplots(figsize=(8, 4))
+    keys = ("temporal_f1", "temporal_f1_studies_with_prior", "change_accuracy", "clinical_micro_f1_14")
+    fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.8 / len(results)
     for i, (name, row) in enumerate(results.items()):
         ax.bar([k + i * width for k in range(len(keys))], [row[k] or 0.0 for k in keys], width, label=name)
