@@ -105,8 +105,9 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
         "optim": {"lr": cfg.finetune_lr, "batch_size": cfg.batch_size, "epochs": cfg.finetune_epochs,
                   "warmup_ratio": 0.05},
         "data": {**common["data"], "validation": str(data / "test.jsonl")},
+        # checkpoint choice by the teacher-forced validation loss: smooth, unlike F1 on a few dozen answers
         "validation": {"every_steps": cfg.validate_every_steps, "max_samples": 48,
-                       "max_new_tokens": cfg.max_new_tokens, "metric": "clinical_micro_f1_14"},
+                       "max_new_tokens": cfg.max_new_tokens, "metric": "loss"},
         "run": {**common["run"], "output_dir": str(out / "finetune")},
     })
     finetune = train(finetune_cfg)
@@ -276,7 +277,7 @@ def _image_uri(path: Path) -> str:
 
 def write_demo_report(path: Path, metrics: dict, out: Path, data: Path, n_examples: int = 8) -> None:
     from medvlm.evaluate.html import _CSS, _bar_chart
-    from medvlm.records import load_answers
+    from medvlm.records import load_answers, load_questions
 
     columns = list(metrics)
     keys = [k for k in SUMMARY_KEYS if any(k in metrics[c] for c in columns)]
@@ -293,10 +294,11 @@ def write_demo_report(path: Path, metrics: dict, out: Path, data: Path, n_exampl
 
     answers = [a for a in load_answers(out / "answers.jsonl") if a.answer_type == "report"][:n_examples]
     blank = {a.question_id: a.text for a in load_answers(out / "controls" / "blank_images.jsonl")}
+    images = {q.question_id: q.images for q in load_questions(data / "test.jsonl")}
     cards = []
     for a in answers:
-        image = data / a.metadata.get("image", "") if isinstance(a.metadata.get("image"), str) else None
-        img = f'<img alt="study" src="{_image_uri(image)}">' if image and image.is_file() else ""
+        paths = [data / p for p in images.get(a.question_id, [])]
+        img = "".join(f'<img alt="study" src="{_image_uri(p)}">' for p in paths if p.is_file())
         cards.append(
             f'<div class="card"><div class="head"><span>{html.escape(str(a.question_id))}</span></div>'
             f'<div style="display:flex;gap:12px">{img}<div style="flex:1">'
