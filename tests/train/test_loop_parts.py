@@ -39,3 +39,14 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
     assert lr_multiplier(9, 100, 10, "cosine") == 1.0
     assert abs(lr_multiplier(100, 100, 10, "cosine")) < 1e-9
     assert lr_multiplier(50, 100, 0, "constant") == 1.0
+
+
+def test_per_sample_sums_let_a_one_word_answer_weigh_as_much_as_a_report():
+    from medvlm.train.recipe import sample_loss_sums
+
+    logits = torch.zeros(2, 6, 5)
+    labels = torch.tensor([[-100, 1, 2, 3, 4, 1], [-100, -100, -100, -100, -100, 2]])
+    sums, counts = sample_loss_sums(logits, labels)
+    assert counts.tolist() == [5, 1]
+    per_sample_mean = sums / counts
+    assert torch.allclose(per_sample_mean, torch.log(torch.tensor(5.0)).repeat(2))

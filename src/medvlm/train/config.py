@@ -64,6 +64,9 @@ class OptimConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     epochs: float = 1.0
     max_steps: int | None = None  # optimizer steps; overrides epochs when set
+    # "token": the loss is the mean over every assistant token of the step (long reports weigh most);
+    # "sample": the mean over samples of each sample's token mean (a one-word VQA answer weighs as a report)
+    loss_weighting: Literal["token", "sample"] = "token"
 
 
 @dataclass

@@ -90,14 +90,21 @@ class GlobalBatchSampler:
             epoch, batch = epoch + 1, 0
 
 
-def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Sum of next-token cross-entropy over labelled positions, and their count. logits (B,T,V), labels (B,T)."""
+def sample_loss_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample: sum of next-token cross-entropy over labelled positions (B,), and their count (B,).
+    logits (B, T, V), labels (B, T) with -100 where nothing is learned."""
     shift_logits = logits[:, :-1].float()
     shift_labels = labels[:, 1:]
-    loss = torch.nn.functional.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="sum"
-    )
-    return loss, int((shift_labels != -100).sum())
+    per_token = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="none"
+    ).view(shift_labels.shape)
+    return per_token.sum(dim=1), (shift_labels != -100).sum(dim=1)
+
+
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum of next-token cross-entropy over labelled positions, and their count. logits (B,T,V), labels (B,T)."""
+    sums, counts = sample_loss_sums(logits, labels)
+    return sums.sum(), int(counts.sum())
 
 
 def _model_inputs(batch: dict) -> dict:
@@ -173,9 +180,12 @@ def train(cfg: TrainConfig) -> TrainResult:
             state.batch_in_epoch += 1
             if state.batch_in_epoch >= sampler.batches_per_epoch:
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-        # normalise by the label tokens of the whole global step so N processes == one process with N x batch
+        # normalise by the label tokens (or samples) of the whole global step, so that N processes give the
+        # same update as one process with an N times larger batch
         local_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
         step_tokens = int(accelerator.reduce(torch.tensor(local_tokens, device=accelerator.device), "sum"))
+        local_samples = sum(int(b["labels"].shape[0]) for b in micro)
+        step_samples = int(accelerator.reduce(torch.tensor(local_samples, device=accelerator.device), "sum"))
         step_loss = torch.zeros((), device=accelerator.device)
         for i, batch in enumerate(micro):
             batch = {k: (v.to(accelerator.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
@@ -183,8 +193,12 @@ def train(cfg: TrainConfig) -> TrainResult:
             context = accelerator.no_sync(model) if (not sync and world > 1) else _nullcontext()
             with context, accelerator.autocast():
                 logits = model(**_model_inputs(batch)).logits
-                loss_sum, _ = token_loss_sum(logits, batch["labels"])
-                loss = loss_sum * world / max(step_tokens, 1)
+                sums, counts = sample_loss_sums(logits, batch["labels"])
+                loss_sum = sums.sum()
+                if cfg.optim.loss_weighting == "sample":  # every sample counts alike, short answers included
+                    loss = (sums / counts.clamp(min=1)).sum() * world / max(step_samples, 1)
+                else:  # every labelled token counts alike
+                    loss = loss_sum * world / max(step_tokens, 1)
                 accelerator.backward(loss)
             step_loss += loss_sum.detach()
         if cfg.optim.max_grad_norm > 0:
