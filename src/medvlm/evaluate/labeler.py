@@ -660,22 +660,7 @@ def build_labeler(backend: str = "rules", weights: str | Path | None = None, **o
 
 # CheXbert's head order and class ids (stanfordmlgroup/CheXbert src/constants.py): 13 heads with
 # 0 blank, 1 positive, 2 negative, 3 uncertain, then a 2-class "No Finding" head (0 blank, 1 positive).
-CHEXBERT_CONDITIONS: tuple[str, ...] = (
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-    "No Finding",
-)
+CHEXBERT_CONDITIONS: tuple[str, ...] = (*CHEXPERT_OBSERVATIONS[1:], "No Finding")
 _CHEXBERT_CLASSES = ("not_mentioned", "positive", "negative", "uncertain")
 
 
