@@ -133,7 +133,7 @@ class MeteorStats:
 # (the order of matches decides ties in the alignment search).
 
 
-PARAPHRASE_INDEX_FORMAT = 1
+PARAPHRASE_INDEX_FORMAT = 2
 # The JIT's first tier only and the serial collector: a 2,000-report run takes half the time of the JVM's
 # defaults (whose optimising compiler and GC threads compete for 2 cores); Java's arithmetic is strict, so
 # the statistics are the same (the tests compare with pycocoevalcap's own jar, started with the defaults).
@@ -180,35 +180,46 @@ def paraphrase_index_dir(table: str | Path, cache_dir: str | Path | None = None)
 
 
 def _powers(base: int, n: int) -> np.ndarray:
-    """base**k mod 2**64 for k < n, (n,) uint64."""
-    out = np.full(n, base, dtype=np.uint64)
-    out[0] = 1
-    return np.cumprod(out, dtype=np.uint64)
+    """base**k mod 2**64 for k < n, (n,) uint64 (as an outer product of low and high powers: one pass)."""
+    low = np.full(1 << 12, base, dtype=np.uint64)
+    low[0] = 1
+    low = np.cumprod(low, dtype=np.uint64)
+    high = np.full(-(-n >> 12), pow(base, 1 << 12, 1 << 64), dtype=np.uint64)
+    high[0] = 1
+    high = np.cumprod(high, dtype=np.uint64)
+    return np.multiply.outer(high, low).ravel()[:n]
 
 
-def _factorize(keys: np.ndarray, slot_bits: int = 22) -> tuple[np.ndarray, int]:
+def _factorize(keys: np.ndarray, slot_bits: int = 20) -> tuple[np.ndarray, int]:
     """Dense ids (int32, in hash-table order) of uint64 keys, and the number of distinct keys.
 
     Open addressing without a sort: every key writes itself into a slot picked by some of its bits; the keys
-    that read their own value back own that slot, the others (a different key took it) go to the next round,
-    which picks slots from other bits. Much faster than np.unique(return_inverse=True) when, as for the
-    words of a table, few distinct keys repeat many times.
+    that read their own value back own that slot (every written slot has an owner), the others (a different
+    key took it) go to the next round, which picks slots from other bits. Much faster than
+    np.unique(return_inverse=True) when, as for the words of a table, few distinct keys repeat many times.
     """
     ids = np.empty(len(keys), dtype=np.int32)
-    todo = np.arange(len(keys))
+    todo: np.ndarray | None = None  # None: all keys
     n_ids = 0
+    mask = (1 << slot_bits) - 1
     for shift in (64 - slot_bits, 32 - slot_bits // 2, 0):
-        current = keys[todo]
-        slot = ((current >> np.uint64(shift)) & np.uint64((1 << slot_bits) - 1)).astype(np.intp)
+        current = keys if todo is None else keys[todo]
+        slot = (current >> np.uint64(shift)).astype(np.intp)
+        slot &= mask
         table = np.zeros(1 << slot_bits, dtype=np.uint64)
         table[slot] = current
-        owner = table[slot] == current
+        lost = table[slot] != current
         taken = np.zeros(1 << slot_bits, dtype=bool)
-        taken[slot[owner]] = True
-        slot_id = np.cumsum(taken, dtype=np.int64) - 1 + n_ids
-        ids[todo[owner]] = slot_id[slot[owner]]
+        taken[slot] = True
+        slot_id = (np.cumsum(taken, dtype=np.int32) - 1 + n_ids).astype(np.int32)
         n_ids += int(np.count_nonzero(taken))
-        todo = todo[~owner]
+        # the losers' ids are wrong (their slot counted once, for its owner) and are set by a later round
+        if todo is None:
+            np.take(slot_id, slot, out=ids)
+            todo = np.flatnonzero(lost)
+        else:
+            ids[todo] = slot_id[slot]
+            todo = todo[lost]
         if len(todo) == 0:
             return ids, n_ids
     remaining, inverse = np.unique(keys[todo], return_inverse=True)
@@ -230,20 +241,18 @@ def build_paraphrase_index(table: str | Path, out_dir: str | Path, *, progress: 
     rng = np.random.default_rng(20150210)
     separator = np.zeros(256, dtype=bool)
     separator[list(_SEPARATORS)] = True
-    byte_values = [rng.integers(1, 1 << 63, 256, dtype=np.uint64) * np.uint64(2) + np.uint64(1) for _ in range(2)]
-    for values in byte_values:
-        values[separator] = 0  # separators add nothing: a segment sum over a word and the spaces after it is the word's
     bases = [int(rng.integers(1 << 61, 1 << 62)) * 2 + 1 for _ in range(2)]  # odd, so invertible mod 2**64
-    inverses = [pow(b, -1, 1 << 64) for b in bases]
     max_piece = piece_bytes + (1 << 20)  # a piece is whole lines: up to piece_bytes and the line it cuts
     powers = [_powers(b, max_piece) for b in bases]
-    inverse_powers = [_powers(b, max_piece) for b in inverses]
+    inverse_powers = [_powers(pow(b, -1, 1 << 64), max_piece) for b in bases]
+    work = np.empty(max_piece, dtype=np.uint64)  # reused: fresh 64 MB arrays per piece cost page faults
 
     pieces: list[bytes] = []
     word_hashes: list[list[np.ndarray]] = [[], []]
     word_starts: list[np.ndarray] = []  # per piece, where its words start (probability lines excluded)
     phrase_counts: list[np.ndarray] = []  # words per phrase line
-    probability_chunks: list[np.ndarray] = []
+    probability_text: list[bytes] = []  # the probability lines, concatenated without their newlines
+    probability_lengths: list[np.ndarray] = []
     n_lines = 0
     raw = open(table, "rb")
     bar = tqdm(total=table.stat().st_size, unit="B", unit_scale=True, disable=not progress,
@@ -268,50 +277,53 @@ def build_paraphrase_index(table: str | Path, out_dir: str | Path, *, progress: 
                 if b"\r" in piece:
                     raise ValueError(f"{table}: carriage returns (\\r) in the table; METEOR tables use \\n line ends")
                 d = np.frombuffer(piece, dtype=np.uint8)
-                is_sep = separator[d]
-                starts = np.flatnonzero(is_sep[:-1] & ~is_sep[1:]) + 1
+                line_ends = np.flatnonzero(d == 10)
+                is_sep = d <= 32  # one fast pass; exact when the only control characters are newlines
+                if np.count_nonzero(d < 32) != len(line_ends):
+                    is_sep = separator[d]
+                starts = np.flatnonzero(is_sep[:-1] > is_sep[1:]) + 1  # separator, then not
                 if not is_sep[0]:
                     starts = np.concatenate([[0], starts])
-                line_ends = np.flatnonzero(d == 10)
+                line_starts = np.concatenate([[0], line_ends[:-1] + 1])
                 first_word = np.flatnonzero(d[starts - 1] == 10)  # d[-1] is the piece's final newline
                 if len(first_word) != len(line_ends):  # an empty line, or one that starts with a space
-                    line_starts = np.concatenate([[0], line_ends[:-1] + 1])
                     first_word = np.searchsorted(starts, line_starts)
                 counts = np.diff(first_word, append=len(starts))
                 kind = (n_lines + np.arange(len(line_ends))) % 3  # 0 probability, 1 phrase, 2 paraphrase
+                prob_lines = np.flatnonzero(kind == 0)
+                if (counts[prob_lines] != 1).any():
+                    line = n_lines + 1 + int(prob_lines[np.flatnonzero(counts[prob_lines] != 1)[0]])
+                    raise ValueError(f"{table}: line {line} should be an entry's probability (one number); METEOR "
+                                     "paraphrase tables hold entries of 3 lines (probability, phrase, paraphrase)")
                 is_word = np.repeat(kind != 0, counts)
+                n = len(d)
+                v = work[:n]
+                word_bytes = d * ~is_sep  # separators count 0: a sum over a word and the spaces after it is the word's
                 for k in range(2):
-                    v = byte_values[k][d]
-                    v *= powers[k][: len(d)]
+                    np.multiply(word_bytes, powers[k][:n], out=v, dtype=np.uint64)
                     h = np.add.reduceat(v, starts)
                     h *= inverse_powers[k][starts]
                     word_hashes[k].append(h[is_word])
                 word_starts.append(starts[is_word].astype(np.uint32))
                 phrase_counts.append(counts[kind != 0])
-                # probability lines: blank out everything else and let numpy parse the numbers
-                prob_lines = np.flatnonzero(kind == 0)
-                line_starts_all = np.concatenate([[0], line_ends[:-1] + 1])
-                marks = np.zeros(len(d) + 1, dtype=np.int8)
-                marks[line_starts_all[prob_lines]] += 1
-                marks[line_ends[prob_lines]] -= 1
-                inside = np.cumsum(marks[:-1], dtype=np.int8).astype(bool)
-                numbers = (np.fromstring(np.where(inside, d, np.uint8(32)).tobytes(), sep=" ") if len(prob_lines)
-                           else np.zeros(0))  # (numpy parses a string of spaces as [-1.0])
-                if len(numbers) != len(prob_lines) or (counts[prob_lines] != 1).any():
-                    raise ValueError(f"{table}: near line {n_lines + 1}: an entry's first line is not one number; "
-                                     "METEOR paraphrase tables hold entries of 3 lines (probability, phrase, paraphrase)")
-                probability_chunks.append(numbers)
+                # probability lines kept as text: the bytes between their starts and ends
+                marks = np.zeros(n + 1, dtype=np.int8)
+                marks[line_starts[prob_lines]] = 1
+                marks[line_ends[prob_lines]] = -1
+                probability_text.append(d[np.cumsum(marks[:-1], dtype=np.int8).view(bool)].tobytes())
+                probability_lengths.append(line_ends[prob_lines] - line_starts[prob_lines])
                 pieces.append(piece)
                 n_lines += len(line_ends)
         if n_lines % 3:
             raise ValueError(f"{table}: {n_lines} lines, not a multiple of 3: the last entry is incomplete "
                              "(the jar would fail on it)")
+        del work, powers, inverse_powers
         bar.set_postfix_str("vocabulary")
         hashes = np.concatenate(word_hashes[0])
         ids, n_words = _factorize(hashes)
         del hashes
         any_token = np.empty(n_words, dtype=np.int64)
-        any_token[ids] = np.arange(len(ids))
+        any_token[ids] = np.arange(len(ids), dtype=np.int32)
         check = np.concatenate(word_hashes[1])
         if not np.array_equal(check[any_token][ids], check):
             raise RuntimeError(f"{table}: two different words share a 64-bit hash; report this to medvlm")
@@ -330,6 +342,7 @@ def build_paraphrase_index(table: str | Path, out_dir: str | Path, *, progress: 
         rank[order] = np.arange(n_words)
         id_dtype = np.uint16 if n_words <= 1 << 16 else np.uint32
         token_ids = rank.astype(id_dtype)[ids]
+        del ids
         counts = np.concatenate(phrase_counts)
         if (counts == 0).any():
             line = 3 * (int(np.argmin(counts)) // 2) + int(np.argmin(counts)) % 2 + 2
@@ -346,6 +359,8 @@ def build_paraphrase_index(table: str | Path, out_dir: str | Path, *, progress: 
         np.cumsum(np.bincount(rarest, minlength=n_words), out=rare_word_offsets[1:])
         if offsets[-1] < 1 << 32:
             offsets = offsets.astype(np.uint32)
+        probability_offsets = np.zeros(n_lines // 3 + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(probability_lengths), out=probability_offsets[1:])
         try:
             vocabulary = [words[i].decode("utf-8") for i in order]
         except UnicodeDecodeError as err:
@@ -353,9 +368,10 @@ def build_paraphrase_index(table: str | Path, out_dir: str | Path, *, progress: 
         bar.set_postfix_str("writing")
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "words.txt").write_text("".join(w + "\n" for w in vocabulary), encoding="utf-8")
+        (out_dir / "probability_text.bin").write_bytes(b"".join(probability_text))
+        np.save(out_dir / "probability_offsets.npy", probability_offsets)
         np.save(out_dir / "token_ids.npy", token_ids)
         np.save(out_dir / "line_offsets.npy", offsets)
-        np.save(out_dir / "probabilities.npy", np.concatenate(probability_chunks))
         np.save(out_dir / "entries_by_rare_word.npy", entries_by_rare_word)
         np.save(out_dir / "rare_word_offsets.npy", rare_word_offsets)
         meta = {"format": PARAPHRASE_INDEX_FORMAT, "table": str(table), "table_bytes": table.stat().st_size,
@@ -373,7 +389,8 @@ class ParaphraseIndex:
     paraphrase line ``2e + 1``, whose words are ``words[token_ids[line_offsets[l]:line_offsets[l + 1]]]``.
 
     words: the distinct words, sorted; token_ids: (T,) uint16/uint32; line_offsets: (2E + 1,);
-    probabilities: (E,) float64 (``repr`` gives back the table's number, to the last bit);
+    probability_text / probability_offsets (E + 1,): entry e's first line, as written in the table, is
+    ``probability_text[probability_offsets[e]:probability_offsets[e + 1]]`` (the jar reads and ignores it);
     entries_by_rare_word: (E,) the entries grouped by their least frequent word ``w``, group ``w`` at
     ``rare_word_offsets[w]:rare_word_offsets[w + 1]`` ((V + 1,)), each group in table order.
     """
@@ -381,7 +398,8 @@ class ParaphraseIndex:
     words: list[str]
     token_ids: np.ndarray
     line_offsets: np.ndarray
-    probabilities: np.ndarray
+    probability_text: np.ndarray
+    probability_offsets: np.ndarray
     entries_by_rare_word: np.ndarray
     rare_word_offsets: np.ndarray
     max_word_chars: int
@@ -399,8 +417,10 @@ class ParaphraseIndex:
             raise ValueError(f"{folder}: index format {meta.get('format')}, expected {PARAPHRASE_INDEX_FORMAT}; "
                              "delete the folder and it is rebuilt on the next use")
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in
-                  ("token_ids", "line_offsets", "probabilities", "entries_by_rare_word", "rare_word_offsets")}
+                  ("token_ids", "line_offsets", "probability_offsets", "entries_by_rare_word", "rare_word_offsets")}
+        text = folder / "probability_text.bin"
         return cls(words=(folder / "words.txt").read_text(encoding="utf-8").splitlines(),
+                   probability_text=np.memmap(text, dtype=np.uint8, mode="r") if text.stat().st_size else np.zeros(0, np.uint8),
                    max_word_chars=int(meta["max_word_chars"]), **arrays)
 
     @classmethod
@@ -415,7 +435,7 @@ class ParaphraseIndex:
         return cls.load(folder)
 
     def __len__(self) -> int:
-        return len(self.probabilities)
+        return len(self.probability_offsets) - 1
 
     def _entry_tokens(self, entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Token positions of ``entries`` one after another, and each entry's token count."""
@@ -498,9 +518,11 @@ class ParaphraseIndex:
         lengths = (self.line_offsets[lines + 1].astype(np.int64) - self.line_offsets[lines]).tolist()
         tokens = iter([self.words[i] for i in self.token_ids[positions].tolist()])
         phrases = [" ".join(itertools.islice(tokens, n)) for n in lengths]
+        starts = self.probability_offsets[entries].tolist()
+        ends = self.probability_offsets[entries + 1].tolist()
         out = []
-        for k, p in enumerate(self.probabilities[entries].tolist()):
-            out.extend((repr(p), phrases[2 * k], phrases[2 * k + 1]))
+        for k, (start, end) in enumerate(zip(starts, ends, strict=True)):
+            out.extend((self.probability_text[start:end].tobytes().decode("utf-8"), phrases[2 * k], phrases[2 * k + 1]))
         Path(path).write_bytes(gzip.compress(("\n".join(out) + "\n" if out else "").encode("utf-8"), compresslevel=1))
 
 
