@@ -179,8 +179,8 @@ def report_statistics(predictions: Sequence[str], references: Sequence[str], *, 
     if meteor and meteor_scorer is None:
         from medvlm.evaluate.meteor import MeteorScorer
 
-        # start the jar first: it loads its tables (~10 s of CPU) while the other scorers run. (Two jars
-        # scoring halves were measured slower on 2 cores: the jar's own loading already uses both.)
+        # nothing starts yet: the jar starts (about a second) at the score call below, with the paraphrase
+        # entries that the tokenised texts can use
         meteor_scorer = own_meteor = MeteorScorer()
     try:
         nlg = nlg_statistics(predictions, references)
