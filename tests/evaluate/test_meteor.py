@@ -177,12 +177,18 @@ def test_index_of_a_table_gives_back_its_entries(tmp_path):
     assert kept.tolist() == [0, 1]
     # ... in the same segment: "no" and "none at all" are in different segments here
     assert index.entries_for_segments([{ids["no"]}, set()], [set(), {ids["none"], ids["at"], ids["all"]}]).tolist() == []
+    # with more than 64 segments too (segments 0 and 64 share a bit of the first, folded pass)
+    hyps, refs = [set() for _ in range(100)], [set() for _ in range(100)]
+    hyps[0], refs[64] = {ids["no"]}, {ids["not"]}
+    assert index.entries_for_segments(hyps, refs).tolist() == []
+    refs[0] = {ids["not"]}
+    assert index.entries_for_segments(hyps, refs).tolist() == [0]
 
 
 def test_malformed_table_is_refused_with_the_reason(tmp_path):
     table = tmp_path / "bad.gz"
     table.write_bytes(gzip.compress(b"0.5\nno\nnot\n0.25\nno\n"))
-    with pytest.raises(ValueError, match="not a multiple of 3"):
+    with pytest.raises(ValueError, match="not a positive multiple of 3"):
         build_paraphrase_index(table, tmp_path / "index", progress=False)
     table.write_bytes(gzip.compress(b"0.5\nno\n\n"))
     with pytest.raises(ValueError, match="line 3 has no word"):

@@ -317,9 +317,9 @@ def build_paraphrase_index(table: str | Path, out_dir: str | Path, *, progress: 
                 probability_lengths.append(line_ends[prob_lines] - line_starts[prob_lines])
                 pieces.append(piece)
                 n_lines += len(line_ends)
-        if n_lines % 3:
-            raise ValueError(f"{table}: {n_lines} lines, not a multiple of 3: the last entry is incomplete "
-                             "(the jar would fail on it)")
+        if n_lines % 3 or n_lines == 0:
+            raise ValueError(f"{table}: {n_lines} lines, not a positive multiple of 3: the last entry is "
+                             "incomplete (the jar would fail on it) or there is none")
         del work, powers, inverse_powers
         bar.set_postfix_str("vocabulary")
         hashes = np.concatenate(word_hashes[0])
