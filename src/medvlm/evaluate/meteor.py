@@ -7,8 +7,8 @@ collapsed, references joined by ``|||``; the jar runs with ``-stdio -l en -norm`
 
 Start-up: the jar spends ~9 s parsing its 5.27 M-entry paraphrase table. Most entries cannot match a given
 set of texts, so medvlm indexes the table once per machine (:class:`ParaphraseIndex`, in the cache) and starts
-each jar with ``-a <table>`` holding only the entries whose words all occur in the texts to score (about a
-second). Which statistics come out is unchanged, and the tests check that against pycocoevalcap's own jar.
+each jar with ``-a <table>`` holding only the entries that can match in the texts to score (ready in about
+a second). The statistics are unchanged; the tests check that against pycocoevalcap's own jar.
 
 For each segment the jar returns a line of match statistics; a corpus METEOR is computed from the
 statistics summed over segments. :meth:`MeteorStats.aggregate` re-implements that last step
@@ -121,16 +121,15 @@ class MeteorStats:
         }
 
 
-
 # ---------------------------------------------------------------------------------------------------------
 # The paraphrase table, indexed once per machine and filtered per scorer.
 #
 # The jar reads its table (3 lines per entry: a probability it ignores, a phrase, a paraphrase; words split
 # at whitespace) into a word trie, and the paraphrase module only ever matches an entry whose phrase equals
-# a run of words on one side and whose paraphrase equals a run on the other (ParaphraseMatcher compares word
-# ids, and a word of the texts that the table lacks gets id -1). An entry with a word that no text contains
-# therefore never matches, and dropping it changes no statistic, as long as the kept entries keep their order
-# (the order of matches decides ties in the alignment search).
+# a run of words on one side of a segment and whose paraphrase equals a run on the other (ParaphraseMatcher
+# compares word ids; a word of the texts that the table lacks gets id -1). An entry that no segment holds in
+# that way therefore never matches, and dropping it changes no statistic, as long as the kept entries keep
+# their order (the order of matches decides ties in the alignment search). See docs/evaluation.md.
 
 
 PARAPHRASE_INDEX_FORMAT = 2
@@ -236,7 +235,7 @@ def build_paraphrase_index(table: str | Path, out_dir: str | Path, *, progress: 
 
     Streams the table in 8 MiB pieces and tokenises each with numpy: a word's id comes from two 64-bit
     polynomial hashes of its bytes (one to assign ids, the other to check that no two words share one).
-    The 62 MB English table (5.27 M entries, 43 k distinct words) takes about 15 s on one core.
+    The 62 MB English table (5.27 M entries, 43 k distinct words) takes about 16 s on one core.
     """
     from tqdm import tqdm
 
