@@ -88,3 +88,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 
 def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> None:
     atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+CACHE_ENV = "MEDVLM_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """Where medvlm keeps what it derives once per machine (converted weights, indexes): $MEDVLM_CACHE if set,
+    else ~/.cache/medvlm."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "medvlm")

@@ -160,8 +160,7 @@ def default_paraphrase_table(jar_path: str | Path | None = None) -> Path:
 
 
 def _cache_root() -> Path:
-    # The one definition of medvlm's cache folder lives in medvlm.models.pretrained (which imports torch).
-    from medvlm.models.pretrained import default_cache_dir
+    from medvlm.fileio import default_cache_dir
 
     return default_cache_dir()
 

