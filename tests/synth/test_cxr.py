@@ -139,6 +139,22 @@ def test_report_has_findings_and_impression_and_explicit_negatives():
     assert len(set(reports)) == len(reports)
 
 
+def test_structured_reports_follow_the_reading_order_and_free_ones_do_not():
+    everything = dict.fromkeys(("cardiomegaly", "pleural_effusion", "consolidation", "ett"), 1.0)
+
+    def order(style: str, index: int) -> list[int]:
+        config = CXRConfig(size_px=32, normal_fraction=0.0, prevalence=everything, report_style=style)
+        findings = generate_one("cxr", index, config=config).report.split("\n")[0].lower()
+        # tube -> lung -> pleura -> heart, as a radiologist reads the film
+        words = ("endotracheal", "lobe", "pleural effusion", "cardio")
+        return [findings.index(w) for w in words]
+
+    assert all(order("structured", i) == sorted(order("structured", i)) for i in range(10))
+    assert any(order("free", i) != sorted(order("free", i)) for i in range(10))
+    with pytest.raises(ValueError, match="report_style"):
+        CXRConfig(report_style="narrative")
+
+
 def test_questions_are_closed_yes_no_and_open_with_answers_from_the_truth():
     study = generate_one("cxr", 1, config=CXRConfig(size_px=32, normal_fraction=0.0,
                                                      prevalence={"pleural_effusion": 1.0, "ett": 1.0}))

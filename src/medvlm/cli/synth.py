@@ -1,7 +1,7 @@
 """Generate a synthetic benchmark with known ground truth, or draw a contact sheet of one.
 
   medvlm synth cxr  --out DIR --n N [--size 128] [--seed 0] [--temporal] [--test-fraction 0.1]
-                    [--format png|dicom] [--workers K] [--prevalence finding=p ...]
+                    [--format png|dicom] [--workers K] [--prevalence finding=p ...] [--report-style structured|free]
   medvlm synth derm|path|ct --out DIR --n N [...]   (same options where the kind has them)
   medvlm synth preview DIR --out sheet.png [--n 16]
 
@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--workers", type=int, default=1, help="worker processes (output does not depend on it)")
         p.add_argument("--prevalence", type=_prevalence, action="append", default=[], metavar="FINDING=P",
                        help="probability that a finding is present; repeatable, e.g. --prevalence pneumothorax=0.3")
+        if kind == "cxr":
+            p.add_argument("--report-style", choices=("structured", "free"), default="structured",
+                           help="structured: findings sentences in a radiologist's reading order (tubes, lungs, pleura, "
+                                "heart, bones); free: the same sentences shuffled (default structured)")
         p.add_argument("--overwrite", action="store_true",
                        help="replace --out if it is an existing synthetic dataset (has dataset.json)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -76,9 +80,14 @@ def run(args: argparse.Namespace) -> int:
     from medvlm.synth.dataset import write_dataset
 
     start = time.perf_counter()
+    config = None
+    if args.synth_command == "cxr":
+        from medvlm.synth.cxr import CXRConfig
+
+        config = CXRConfig(report_style=args.report_style)
     try:
         summary = write_dataset(
-            args.out, args.synth_command, args.n, seed=args.seed, size_px=args.size, temporal=args.temporal or None,
+            args.out, args.synth_command, args.n, config=config, seed=args.seed, size_px=args.size, temporal=args.temporal or None,
             prevalence=dict(args.prevalence) or None, test_fraction=args.test_fraction, image_format=args.format,
             workers=args.workers, overwrite=args.overwrite, progress=not args.quiet,
         )

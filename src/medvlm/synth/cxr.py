@@ -77,7 +77,8 @@ class CXRConfig:
 
     size_px: image side (64..1024). temporal: give studies a prior of the same patient, except
     `no_prior_fraction` of them. prevalence: finding -> probability present (independent), after the
-    `normal_fraction` of studies that have no finding at all. p_new: chance a present finding was absent on the
+    `normal_fraction` of studies that have no finding at all. report_style: "structured" (findings sentences in a
+    radiologist's reading order) or "free" (shuffled). p_new: chance a present finding was absent on the
     prior; p_resolved: chance an absent finding was present on the prior (times half its prevalence).
     """
 
@@ -89,8 +90,13 @@ class CXRConfig:
     p_new: float = 0.25
     p_resolved: float = 0.3
     field_of_view_mm: float = 400.0
+    report_style: str = "structured"
 
     def __post_init__(self) -> None:
+        from medvlm.synth.cxr_text import REPORT_STYLES
+
+        if self.report_style not in REPORT_STYLES:
+            raise ValueError(f"CXRConfig.report_style must be one of {REPORT_STYLES}, got {self.report_style!r}")
         if not 32 <= int(self.size_px) <= 2048:
             raise ValueError(f"CXRConfig.size_px must be within 32..2048 (64..1024 supported), got {self.size_px}")
         unknown = set(self.prevalence) - set(FINDINGS)
@@ -651,7 +657,8 @@ def generate_study(rng: np.random.Generator, index: int, config: CXRConfig) -> S
         images.append(SynthImage(role=role, pixels=pixels, kind="gray", spacing_mm=(spacing / pose.scale,) * 2,
                                  masks=masks, acquired=date.strftime("%Y%m%d"), view="PA"))
 
-    text = cxr_text.write_text(text_rng, current, prior if has_prior else None, change, temporal=config.temporal)
+    text = cxr_text.write_text(text_rng, current, prior if has_prior else None, change, temporal=config.temporal,
+                                 style=config.report_style)
     finding_rows = []
     for name in FINDINGS:
         row: dict[str, Any] = {"name": name, "present": name in current, **public(current.get(name, {}))}

@@ -1,7 +1,10 @@
 """Reports, questions and CheXpert labels for synthetic chest radiographs.
 
-Report: "FINDINGS: <sentences>\\nIMPRESSION: <sentences>". Sentences come from several templates and synonyms in
-a shuffled order; some absent findings get an explicit negative ("No pneumothorax."). Temporal studies with a
+Report: "FINDINGS: <sentences>\\nIMPRESSION: <sentences>". Sentences come from several templates and synonyms; some
+absent findings get an explicit negative ("No pneumothorax."). Style "structured" (the default) orders the
+findings sentences as a radiologist's systematic read does: lines and tubes, lungs (consolidation or opacity,
+edema, atelectasis, nodule), pleura (effusion, pneumothorax), heart and mediastinum, bones; style "free" shuffles
+them. Temporal studies with a
 prior start with a comparison remark and describe each finding's change ("The left pleural effusion has
 increased since the prior study."); temporal studies without a prior say that no comparison is available.
 
@@ -271,13 +274,23 @@ def _open_questions(rng: np.random.Generator, name: str, a: dict[str, Any]) -> l
     return []
 
 
+REPORT_STYLES = ("structured", "free")
+# Position of each findings sentence in a structured report (negatives use the keys of _NEGATIVES).
+_READING_ORDER = {key: i for i, key in enumerate((
+    "ett", "enteric_tube", "central_line", "consolidation", "opacity", "edema", "atelectasis", "nodule",
+    "pleural_effusion", "pneumothorax", "cardiomegaly", "mediastinum", "fracture"))}
+
+
 def write_text(rng: np.random.Generator, current: dict[str, dict[str, Any]], prior: dict[str, dict[str, Any]] | None,
-               change: dict[str, str], temporal: bool) -> CXRText:
+               change: dict[str, str], temporal: bool, style: str = "structured") -> CXRText:
     """Report, CheXpert labels (as stated by the report), questions and prompt of one study.
 
     current / prior: finding name -> attributes of the findings present on each image (prior None: no prior).
     change: finding -> change label, for findings present on either image.
+    style: "structured" (findings sentences in reading order) or "free" (shuffled).
     """
+    if style not in REPORT_STYLES:
+        raise ValueError(f"report style must be one of {REPORT_STYLES}, got {style!r}")
     stated: dict[str, str] = dict.fromkeys(OBSERVATIONS, "not_mentioned")
 
     def state(obs: str, value: str) -> None:
@@ -285,6 +298,7 @@ def write_text(rng: np.random.Generator, current: dict[str, dict[str, Any]], pri
             stated[obs] = value
 
     body: list[str] = []
+    topics: list[str] = []  # the _READING_ORDER key of each body sentence
     intro: list[str] = []
     if temporal and prior is None:
         intro.append(_pick(rng, ["No prior study is available for comparison.",
@@ -296,11 +310,13 @@ def write_text(rng: np.random.Generator, current: dict[str, dict[str, Any]], pri
         sentence = (_change_sentence(rng, name, change[name], current[name], prior.get(name))
                     if prior is not None and name in change else _present_sentence(rng, name, current[name]))
         body.append(sentence)
+        topics.append(name)
         state(observation(name, current[name]), "positive")
     if prior is not None:
         for name, label in change.items():
             if label == "resolved":
                 body.append(_change_sentence(rng, name, "resolved", None, prior[name]))
+                topics.append(name)
                 state(observation(name, prior[name]), "negative")
 
     # Explicit negatives for some absent findings (each with probability 0.5, never contradicting the image).
@@ -316,8 +332,12 @@ def write_text(rng: np.random.Generator, current: dict[str, dict[str, Any]], pri
         if rng.random() < 0.5:
             obs, options = _NEGATIVES[key]
             body.append(_pick(rng, options))
+            topics.append(key)
             state(obs, "negative")
-    order = rng.permutation(len(body))
+    if style == "free":
+        order = rng.permutation(len(body))
+    else:  # stable: a finding's own sentence comes before a negative of the same topic
+        order = sorted(range(len(body)), key=lambda i: _READING_ORDER[topics[i]])
     findings_text = " ".join(intro + [body[i] for i in order])
 
     impression: list[str] = []
