@@ -145,3 +145,14 @@ def test_duplicated_id_in_an_answers_file_with_references_is_an_error(tmp_path):
         {"id": "s1", "query": "q", "reference": "b", "prediction": "b"}])
     with pytest.raises(ValueError, match="duplicate .*id 's1'"):
         paired_answers(answers)
+
+
+def test_scoring_reports_without_bertscore_does_not_import_torch():
+    # A fresh `medvlm evaluate report --no-bertscore` should not pay the seconds a torch import costs.
+    import subprocess
+    import sys
+
+    code = ("import sys, medvlm.evaluate.report, medvlm.evaluate.meteor, medvlm.cli.evaluate;"
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
