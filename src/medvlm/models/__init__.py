@@ -10,6 +10,7 @@ from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
 from medvlm.data.processor import MedVLMProcessor
 from medvlm.models.configuration import MedVLMConfig
+from medvlm.models.conv_vit import register_auto_classes as register_conv_vit_auto_classes
 from medvlm.models.efficientnet import register_auto_classes as register_efficientnet_auto_classes
 from medvlm.models.modeling import MedVLMForConditionalGeneration
 from medvlm.models.presets import (
@@ -28,6 +29,7 @@ def register_auto_classes() -> None:
     AutoModelForImageTextToText.register(MedVLMConfig, MedVLMForConditionalGeneration, exist_ok=True)
     AutoProcessor.register(MedVLMConfig, MedVLMProcessor, exist_ok=True)
     register_efficientnet_auto_classes()  # vision encoder model_type "medvlm_efficientnet_lite"
+    register_conv_vit_auto_classes()  # vision encoder model_type "medvlm_conv_vit"
 
 
 register_auto_classes()

@@ -51,6 +51,10 @@ class ComposeConfig:
     missing_prior: str = "dummy"  # pair connectors (tac, pair_concat): "dummy" (Libra) or "learned"
 
 
+# TinyPresetConfig.vision_stem -> the vision encoder's model_type
+VISION_STEMS = {"patch": "vit", "conv": "medvlm_conv_vit"}
+
+
 @dataclass
 class TinyPresetConfig:
     """The `tiny` preset: trains from scratch on a laptop CPU in minutes."""
@@ -61,6 +65,9 @@ class TinyPresetConfig:
     vision_hidden_size: int = 64
     vision_layers: int = 2
     vision_heads: int = 4
+    # "patch": transformers' ViT (one linear map per patch); "conv": the same ViT with a convolutional stem
+    # (medvlm.models.conv_vit), which learns small findings much faster from scratch; patch_size a power of two
+    vision_stem: str = "patch"
     text_hidden_size: int = 128
     text_layers: int = 2
     text_heads: int = 4
@@ -74,8 +81,10 @@ class TinyPresetConfig:
     missing_prior: str = "dummy"  # pair connectors (tac, pair_concat): "dummy" (Libra) or "learned"
 
     def compose_config(self) -> ComposeConfig:
+        if self.vision_stem not in VISION_STEMS:
+            raise ValueError(f"TinyPresetConfig.vision_stem={self.vision_stem!r}: use one of {sorted(VISION_STEMS)}")
         vision = {
-            "model_type": "vit", "image_size": self.image_size, "patch_size": self.patch_size, "num_channels": 3,
+            "model_type": VISION_STEMS[self.vision_stem], "image_size": self.image_size, "patch_size": self.patch_size, "num_channels": 3,
             "hidden_size": self.vision_hidden_size, "num_hidden_layers": self.vision_layers,
             "num_attention_heads": self.vision_heads, "intermediate_size": 4 * self.vision_hidden_size,
         }

@@ -28,6 +28,7 @@ from transformers import (
     ViTModel,
 )
 
+from medvlm.models.conv_vit import ConvStemViTModel
 from medvlm.models.efficientnet import EfficientNetLiteModel
 
 FEATURE_SELECTS = ("drop_cls", "keep_cls", "cls_only")
@@ -48,6 +49,7 @@ VISION_ENCODERS: dict[str, VisionEncoderSpec] = {
     "clip_vision_model": VisionEncoderSpec(CLIPVisionModel, has_cls_token=True),
     "siglip_vision_model": VisionEncoderSpec(SiglipVisionModel, has_cls_token=False),
     "dinov2": VisionEncoderSpec(Dinov2Model, has_cls_token=True),
+    "medvlm_conv_vit": VisionEncoderSpec(ConvStemViTModel, has_cls_token=True),  # ViT with a convolutional stem
     "medvlm_efficientnet_lite": VisionEncoderSpec(EfficientNetLiteModel, has_cls_token=False),
 }
 

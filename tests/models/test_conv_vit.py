@@ -1,0 +1,72 @@
+"""The convolutional-stem ViT (`vision_stem="conv"` of the tiny preset): same token grid as a ViT, its own
+config saved and loaded, trainable end to end."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModel
+
+import medvlm
+from medvlm.api import save
+from medvlm.data.collator import collate
+from medvlm.models import TinyPresetConfig, build_model
+from medvlm.models.conv_vit import ConvStemViTConfig, ConvStemViTModel
+
+
+def _small(**overrides) -> ConvStemViTConfig:
+    settings = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                    intermediate_size=64)
+    return ConvStemViTConfig(**{**settings, **overrides})
+
+
+def test_the_stem_gives_the_vits_token_grid():
+    config = _small()
+    assert config.stem_channels == [16, 32, 64]  # 2 ** 3 = patch 8
+    model = ConvStemViTModel(config).eval()
+    hidden = model(pixel_values=torch.rand(2, 3, 32, 32)).last_hidden_state
+    assert hidden.shape == (2, 1 + 16, 32)  # CLS + a 4 x 4 grid, as transformers' ViT with 8 px patches
+
+
+def test_a_patch_size_the_stem_cannot_reach_is_refused():
+    with pytest.raises(ValueError, match="power of two"):
+        _small(patch_size=12)
+    with pytest.raises(ValueError, match="give 3 positive channel counts"):
+        _small(stem_channels=[8, 16])
+
+
+def test_save_and_auto_load_keep_the_stem_and_its_batch_norm_statistics(tmp_path):
+    model = ConvStemViTModel(_small())
+    model.train()
+    model(pixel_values=torch.rand(4, 3, 32, 32))  # moves the batch norm running statistics
+    model.eval()
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, ConvStemViTModel)
+    pixels = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pixel_values=pixels).last_hidden_state,
+                                   model(pixel_values=pixels).last_hidden_state, rtol=0, atol=0)
+
+
+def test_tiny_preset_with_a_conv_stem_learns_through_its_stem_and_round_trips(tmp_path):
+    preset = TinyPresetConfig(image_size=32, patch_size=8, vision_stem="conv", vision_hidden_size=32,
+                              text_hidden_size=64, vocab_size=300)
+    model, processor = build_model(preset, texts=["The heart is enlarged. No effusion."] * 20)
+    assert model.config.vision_config.model_type == "medvlm_conv_vit"
+    conversation = [{"from": "human", "value": "<image>\nFindings?"}, {"from": "gpt", "value": "enlarged"}]
+    image = (torch.rand(40, 30) * 255).to(torch.uint8).numpy()
+    batch = collate([processor.encode(conversation, [image])] * 2, processor.tokenizer.pad_token_id)
+    model(**batch).loss.backward()
+    stem = model.vision_tower.model.embeddings.patch_embeddings.projection
+    assert stem.convs[0].weight.grad is not None and stem.convs[0].weight.grad.abs().sum() > 0
+    model.eval()
+    save(model, processor, tmp_path)
+    loaded, _ = medvlm.load(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits, rtol=0, atol=0)
+
+
+def test_an_unknown_stem_is_refused():
+    with pytest.raises(ValueError, match="vision_stem='resnet'"):
+        build_model(TinyPresetConfig(vision_stem="resnet"), texts=["a b c"] * 5)
