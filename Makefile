@@ -6,10 +6,14 @@ STAMP  := $(VENV)/.medvlm-installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 export PYTHONHASHSEED := 0
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo demo-pretrained test install lint bench clean
 
 demo: $(STAMP)
 	$(BIN)/medvlm demo --out demo_out
+
+# the pretrained preset on the same data, beside the tiny one in demo_out/report.html (~15 min on 2 cores)
+demo-pretrained: $(STAMP)
+	$(BIN)/medvlm demo --preset pretrained --out demo_out
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -27,13 +27,17 @@ from pathlib import Path
 
 from medvlm.fileio import atomic_write_json, atomic_write_text
 
+PRESETS = ("tiny", "pretrained")
+
 
 @dataclass
 class DemoConfig:
     out: str = "demo_out"
+    preset: str = "tiny"  # "tiny" (from scratch) or "pretrained" (EfficientNet-Lite0 + SmolLM2 with LoRA)
     studies: int = 1000  # synthetic CXR studies (10% of patients are the test set)
     size_px: int = 64
     seed: int = 0
+    # the tiny preset: align, then finetune everything
     align_steps: int = 30
     finetune_epochs: float = 4.0
     batch_size: int = 32
@@ -43,6 +47,12 @@ class DemoConfig:
     preset_options: dict = field(default_factory=lambda: {"patch_size": 16})
     max_new_tokens: int = 96
     validate_every_steps: int = 40  # generation-based validation on 48 test questions; best checkpoint kept
+    # the pretrained preset: one finetune stage (encoder frozen, features cached; connector full; LM LoRA)
+    pretrained_steps: int = 48  # ~10 s per step of batch 8 on 2 cores
+    pretrained_batch_size: int = 8
+    pretrained_lr: float = 1e-3
+    pretrained_image_size: int = 128  # EfficientNet's stride-32 grid: 16 image tokens
+    pretrained_questions_per_type: int = 16  # generation with a 135M LM on CPU is slow: the first N per type
     meteor: bool = True  # METEOR 1.5 needs Java
     bertscore: bool = True
     workers: int = 2
@@ -53,9 +63,10 @@ class DemoConfig:
 @dataclass
 class DemoResult:
     out: Path
-    metrics: dict  # {"model": {...}, "blank_images": {...}, "most_frequent": {...}}
+    metrics: dict  # {"model": {...}, "blank_images": {...}, "most_frequent": {...}} (pretrained: more columns)
     seconds: dict  # per stage
     report_html: Path
+    model_dir: Path
 
 
 SUMMARY_KEYS = ("clinical_micro_f1_14", "clinical_macro_f1_14", "clinical_micro_f1_5", "bleu4", "rouge_l", "cider",
@@ -63,29 +74,85 @@ SUMMARY_KEYS = ("clinical_micro_f1_14", "clinical_macro_f1_14", "clinical_micro_
 
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
-    from medvlm.synth.cxr import CXRConfig
-    from medvlm.synth.dataset import write_dataset
-    from medvlm.train import TrainConfig, train
-
+    """Run the demo for `cfg.preset` into `cfg.out`; the tiny and the pretrained runs share OUT/data and one
+    OUT/report.html, which shows whichever of the two have run."""
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"DemoConfig.preset={cfg.preset!r}: use one of {PRESETS}")
     out = Path(cfg.out)
-    if cfg.fresh and out.exists():
-        shutil.rmtree(out)
+    if cfg.fresh:
+        target = out if cfg.preset == "tiny" else out / "pretrained"
+        if target.exists():
+            shutil.rmtree(target)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    atomic_write_json(out / "demo_config.json", dataclasses.asdict(cfg))
+    run_dir = out if cfg.preset == "tiny" else out / "pretrained"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "demo_config.json", dataclasses.asdict(cfg))
 
     _stage("1/5 synthesise the chest X-ray benchmark")
     t = time.perf_counter()
-    data = out / "data"
+    data = _synthesise(cfg, out / "data")
+    seconds["synthesise"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if cfg.preset == "tiny":
+        _stage("2/5 train the tiny preset: align, then finetune")
+        model_dir = _train_tiny(cfg, data, out)
+    else:
+        _stage("2/5 train the pretrained preset: connector in full, SmolLM2 with LoRA, encoder frozen")
+        model_dir = _train_pretrained(cfg, data, run_dir)
+    seconds["train"] = time.perf_counter() - t
+
+    _stage("3/5 answer the test questions")
+    t = time.perf_counter()
+    questions = _test_questions(cfg, data, run_dir)
+    model_id = f"medvlm-demo-{cfg.preset}"
+    import medvlm
+
+    model, processor = medvlm.load(model_dir)
+    _answer(model, processor, questions, data, run_dir / "answers.jsonl", model_id, cfg)
+    blank = _blank_image_folder(data, out / "controls" / "blank_images")
+    _answer(model, processor, questions, blank, run_dir / "controls" / "blank_images.jsonl", f"{model_id}-blank", cfg)
+    del model
+    _most_frequent_answers(data / "train.json", questions, run_dir / "controls" / "most_frequent.jsonl")
+    seconds["predict"] = time.perf_counter() - t
+
+    _stage("4/5 evaluate")
+    t = time.perf_counter()
+    columns = {"model": run_dir / "answers.jsonl", "blank_images": run_dir / "controls" / "blank_images.jsonl",
+               "most_frequent": run_dir / "controls" / "most_frequent.jsonl"}
+    if cfg.preset == "pretrained" and (out / "answers.jsonl").is_file():
+        columns["tiny"] = out / "answers.jsonl"  # the tiny demo's answers to the same questions
+    ids = {q.question_id for q in questions}
+    metrics = {name: _score(path, cfg, ids) for name, path in columns.items()}
+    seconds["evaluate"] = time.perf_counter() - t
+    atomic_write_json(run_dir / "metrics.json", {
+        "preset": cfg.preset, "metrics": metrics, "seconds": seconds, "questions": len(questions),
+        "dataset": json.loads((data / "dataset.json").read_text())["counts"]})
+
+    _stage("5/5 write the report")
+    report = out / "report.html"
+    write_demo_report(report, out)
+    print(summary_table(metrics, seconds))
+    print(f"\nreport: {report}\nmodel:  {model_dir}\nanswers: {run_dir / 'answers.jsonl'}")
+    return DemoResult(out=out, metrics=metrics, seconds=seconds, report_html=report, model_dir=model_dir)
+
+
+def _synthesise(cfg: DemoConfig, data: Path) -> Path:
+    from medvlm.synth.cxr import CXRConfig
+    from medvlm.synth.dataset import write_dataset
+
     if not _dataset_matches(data, cfg):
         if data.exists():
             shutil.rmtree(data)
         write_dataset(data, "cxr", cfg.studies, seed=cfg.seed, config=CXRConfig(size_px=cfg.size_px),
                       workers=cfg.workers, progress=cfg.progress)
-    seconds["synthesise"] = time.perf_counter() - t
+    return data
 
-    _stage("2/5 train the tiny preset: align, then finetune")
-    t = time.perf_counter()
+
+def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
+    from medvlm.train import TrainConfig, train
+
     preset_options = {"image_size": cfg.size_px, **cfg.preset_options}
     common = dict(
         data={"train": str(data / "train.json"), "image_folder": str(data)},
@@ -110,43 +177,53 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                        "max_new_tokens": cfg.max_new_tokens, "metric": "loss"},
         "run": {**common["run"], "output_dir": str(out / "finetune")},
     })
-    finetune = train(finetune_cfg)
-    seconds["train"] = time.perf_counter() - t
+    return train(finetune_cfg).model_dir
 
-    _stage("3/5 answer the test questions")
-    t = time.perf_counter()
-    import medvlm
+
+def _train_pretrained(cfg: DemoConfig, data: Path, run_dir: Path) -> Path:
+    """configs/pretrained_cxr.yaml's recipe on the demo data, for `pretrained_steps` steps."""
+    from medvlm.train import TrainConfig, train
+
+    train_cfg = _train_config(TrainConfig, {
+        "recipe": "finetune",
+        "model": {"preset": "pretrained", "preset_options": {"image_size": cfg.pretrained_image_size}},
+        "data": {"train": str(data / "train.json"), "image_folder": str(data), "max_length": 320},
+        "components": {"vision": "frozen", "connector": "full", "language": "lora"},
+        "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+        "optim": {"lr": cfg.pretrained_lr, "batch_size": cfg.pretrained_batch_size,
+                  "max_steps": cfg.pretrained_steps, "warmup_ratio": 0.05},
+        "run": {"seed": cfg.seed, "progress": cfg.progress, "log_every_steps": 5,
+                "output_dir": str(run_dir / "finetune"), "cache_vision_features": True},
+    })
+    return train(train_cfg).model_dir
+
+
+def _test_questions(cfg: DemoConfig, data: Path, run_dir: Path) -> list:
+    """The tiny demo answers every test question; the pretrained one the first N of each answer type (written to
+    RUN/questions.jsonl so the subset can be rerun)."""
+    from medvlm.records import load_questions, write_questions
+
+    questions = list(load_questions(data / "test.jsonl"))
+    if cfg.preset == "tiny":
+        return questions
+    taken: Counter = Counter()
+    subset = []
+    for q in questions:
+        if taken[q.answer_type] < cfg.pretrained_questions_per_type:
+            taken[q.answer_type] += 1
+            subset.append(q)
+    write_questions(run_dir / "questions.jsonl", subset)
+    return subset
+
+
+def _answer(model, processor, questions: list, image_folder: Path, out_file: Path, model_id: str,
+            cfg: DemoConfig) -> None:
     from medvlm.infer.options import GenerationOptions
     from medvlm.infer.predict import predict
 
-    model, processor = medvlm.load(finetune.model_dir)
-    options = GenerationOptions(max_new_tokens=cfg.max_new_tokens)
-    questions = data / "test.jsonl"
-    predict(model, processor, questions, out / "answers.jsonl", image_folder=data, batch_size=32,
-            model_id="medvlm-demo-tiny", options=options, progress=cfg.progress)
-    blank = _blank_image_folder(data, out / "controls" / "blank_images")
-    predict(model, processor, questions, out / "controls" / "blank_images.jsonl", image_folder=blank, batch_size=32,
-            model_id="medvlm-demo-tiny-blank", options=options, progress=cfg.progress)
-    _most_frequent_answers(data / "train.json", questions, out / "controls" / "most_frequent.jsonl")
-    seconds["predict"] = time.perf_counter() - t
-
-    _stage("4/5 evaluate")
-    t = time.perf_counter()
-    metrics = {
-        "model": _score(out / "answers.jsonl", cfg),
-        "blank_images": _score(out / "controls" / "blank_images.jsonl", cfg),
-        "most_frequent": _score(out / "controls" / "most_frequent.jsonl", cfg),
-    }
-    seconds["evaluate"] = time.perf_counter() - t
-    atomic_write_json(out / "metrics.json", {"metrics": metrics, "seconds": seconds,
-                                             "dataset": json.loads((data / "dataset.json").read_text())["counts"]})
-
-    _stage("5/5 write the report")
-    report = out / "report.html"
-    write_demo_report(report, metrics, out, data)
-    print(summary_table(metrics, seconds))
-    print(f"\nreport: {report}\nmodel:  {finetune.model_dir}\nanswers: {out / 'answers.jsonl'}")
-    return DemoResult(out=out, metrics=metrics, seconds=seconds, report_html=report)
+    batch_size = 32 if cfg.preset == "tiny" else 16
+    predict(model, processor, questions, out_file, image_folder=image_folder, batch_size=batch_size,
+            model_id=model_id, options=GenerationOptions(max_new_tokens=cfg.max_new_tokens), progress=cfg.progress)
 
 
 def _stage(title: str) -> None:
@@ -184,10 +261,10 @@ def _blank_image_folder(data: Path, blank: Path) -> Path:
     return blank
 
 
-def _most_frequent_answers(train_file: Path, questions_file: Path, out: Path) -> None:
+def _most_frequent_answers(train_file: Path, questions: list, out: Path) -> None:
     """Control: every question gets the most frequent training answer to the same question text (reports: the
     most frequent training report), ignoring the image."""
-    from medvlm.records import AnswerRecord, load_questions, load_training, write_answers
+    from medvlm.records import AnswerRecord, load_training, write_answers
 
     per_question: dict[str, Counter] = {}
     reports: Counter = Counter()
@@ -200,7 +277,7 @@ def _most_frequent_answers(train_file: Path, questions_file: Path, out: Path) ->
                 reports[gpt.value] += 1
     top_report = reports.most_common(1)[0][0] if reports else ""
     answers = []
-    for q in load_questions(questions_file):
+    for q in questions:
         if q.answer_type == "report":
             text = top_report
         else:
@@ -212,11 +289,16 @@ def _most_frequent_answers(train_file: Path, questions_file: Path, out: Path) ->
     write_answers(out, answers)
 
 
-def _score(answers_file: Path, cfg: DemoConfig) -> dict:
+def _score(answers_file: Path, cfg: DemoConfig, ids: set) -> dict:
+    """Scores of the answers to the questions in `ids`; every one of them must have been answered."""
     from medvlm.evaluate.answers import score_by_answer_type
     from medvlm.records import load_answers
 
-    answers = load_answers(answers_file)
+    answers = [a for a in load_answers(answers_file) if a.question_id in ids]
+    missing = ids - {a.question_id for a in answers}
+    if missing:
+        raise ValueError(f"{answers_file}: no answer to {len(missing)} demo question(s), e.g. {sorted(missing)[:3]}; "
+                         "rerun the demo (it answers only what is missing)")
     return score_by_answer_type([a.text for a in answers], [a.reference for a in answers],
                                 [a.answer_type for a in answers], meteor=cfg.meteor, bertscore=cfg.bertscore)
 
@@ -239,7 +321,8 @@ def summary_table(metrics: dict, seconds: dict) -> str:
 # the HTML report
 
 
-def _loss_curves_png(out: Path) -> str:
+def _loss_curves_png(stage_dirs: dict[str, Path]) -> str | None:
+    """Training loss of each stage, one after the other on the step axis; None when no stage has a log."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -250,11 +333,14 @@ def _loss_curves_png(out: Path) -> str:
 
     fig, ax = plt.subplots(figsize=(7.5, 3.2))
     offset = 0
-    for stage in ("align", "finetune"):
-        rows = [r for r in read_log(out / stage) if r["kind"] == "train"]
+    for stage, folder in stage_dirs.items():
+        rows = [r for r in read_log(folder) if r["kind"] == "train"] if folder.is_dir() else []
         if rows:
             ax.plot([offset + r["step"] for r in rows], [r["loss"] for r in rows], label=stage)
             offset += rows[-1]["step"]
+    if not offset:
+        plt.close(fig)
+        return None
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (per token)")
     ax.set_yscale("log")
@@ -275,10 +361,16 @@ def _image_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def write_demo_report(path: Path, metrics: dict, out: Path, data: Path, n_examples: int = 8) -> None:
-    from medvlm.evaluate.html import _CSS, _bar_chart
-    from medvlm.records import load_answers, load_questions
+# preset -> (section title, folder under OUT holding metrics.json and answers, training stage folders under OUT)
+_REPORT_SECTIONS = {
+    "tiny": ("Tiny preset (from scratch: ViT + mlp2x_gelu + Llama, align then finetune)", ".",
+             {"align": "align", "finetune": "finetune"}),
+    "pretrained": ("Pretrained preset (EfficientNet-Lite0 frozen + mlp2x_gelu + SmolLM2-135M with LoRA)",
+                   "pretrained", {"finetune": "pretrained/finetune"}),
+}
 
+
+def _metrics_table(metrics: dict) -> str:
     columns = list(metrics)
     keys = [k for k in SUMMARY_KEYS if any(k in metrics[c] for c in columns)]
     head = "<tr><th>metric</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"
@@ -288,12 +380,31 @@ def write_demo_report(path: Path, metrics: dict, out: Path, data: Path, n_exampl
             f"<td>{metrics[c][k]:.4f}</td>" if isinstance(metrics[c].get(k), float) else "<td></td>" for c in columns
         )
         rows.append(f"<tr><td>{k}</td>{cells}</tr>")
-    table = f'<table class="metrics">{head}{"".join(rows)}</table>'
-    per_obs = {k: v.get("f1") for k, v in (metrics["model"].get("per_observation") or {}).items()}
-    chart = _bar_chart("Clinical F1 per observation (model)", per_obs) if per_obs else None
+    return f'<table class="metrics">{head}{"".join(rows)}</table>'
 
-    answers = [a for a in load_answers(out / "answers.jsonl") if a.answer_type == "report"][:n_examples]
-    blank = {a.question_id: a.text for a in load_answers(out / "controls" / "blank_images.jsonl")}
+
+def _report_section(preset: str, out: Path, data: Path, n_examples: int) -> list[str]:
+    from medvlm.evaluate.html import _bar_chart
+    from medvlm.records import load_answers, load_questions
+
+    title, folder, stages = _REPORT_SECTIONS[preset]
+    run_dir = out / folder
+    record = json.loads((run_dir / "metrics.json").read_text())
+    metrics, seconds = record["metrics"], record["seconds"]
+    timing = ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) + f" (total {sum(seconds.values()):.0f} s)"
+    body = [f"<h2>{html.escape(title)}</h2>",
+            f'<div class="meta">{record.get("questions", "")} test questions; time: {html.escape(timing)}</div>',
+            _metrics_table(metrics)]
+    curves = _loss_curves_png({stage: out / path for stage, path in stages.items()})
+    if curves:
+        body += ["<h3>Training loss</h3>", f'<div class="charts"><img alt="loss curves" src="{curves}"></div>']
+    per_obs = {k: v.get("f1") for k, v in (metrics["model"].get("per_observation") or {}).items()}
+    if per_obs:
+        chart = _bar_chart(f"Clinical F1 per observation ({preset})", per_obs)
+        body += ["<h3>Clinical F1 per observation</h3>", f'<div class="charts"><img alt="per observation" src="{chart}"></div>']
+
+    answers = [a for a in load_answers(run_dir / "answers.jsonl") if a.answer_type == "report"][:n_examples]
+    blank = {a.question_id: a.text for a in load_answers(run_dir / "controls" / "blank_images.jsonl")}
     images = {q.question_id: q.images for q in load_questions(data / "test.jsonl")}
     cards = []
     for a in answers:
@@ -307,18 +418,26 @@ def write_demo_report(path: Path, metrics: dict, out: Path, data: Path, n_exampl
             f'<div class="label">same model, blank image</div><div class="text">{html.escape(blank.get(a.question_id, ""))}</div>'
             "</div></div></div>"
         )
+    body += ["<h3>Test studies: generated and reference reports</h3>", "".join(cards)]
+    return body
+
+
+def write_demo_report(path: Path, out: Path, n_examples: int = 8) -> None:
+    """OUT/report.html: a section per preset whose demo has run in `out` (its metrics.json exists)."""
+    from medvlm.evaluate.html import _CSS
+
+    out = Path(out)
     body = [
-        "<h1>medvlm demo: tiny model on the synthetic chest X-ray benchmark</h1>",
-        '<div class="meta">Controls: <b>blank_images</b> = the same model given black images; <b>most_frequent</b> = '
-        "the most frequent training answer (report) for every question. Clinical F1 from the offline CheXpert "
-        "labeler; BERTScore uses all-MiniLM-L6-v2 (not comparable with roberta-large numbers in papers).</div>",
-        "<h2>Metrics</h2>", table,
-        "<h2>Training loss</h2>", f'<div class="charts"><img alt="loss curves" src="{_loss_curves_png(out)}"></div>',
+        "<h1>medvlm demo on the synthetic chest X-ray benchmark</h1>",
+        '<div class="meta">Columns: <b>model</b> = the trained model; <b>blank_images</b> = the same model given '
+        "black images (shows whether it reads the image); <b>most_frequent</b> = the most frequent training answer "
+        "(report) for every question; <b>tiny</b> (pretrained section) = the tiny model's answers to the same "
+        "questions. Clinical F1 from the offline CheXpert labeler; BERTScore uses all-MiniLM-L6-v2 (not comparable "
+        "with roberta-large numbers in papers).</div>",
     ]
-    if chart:
-        body += ["<h2>Clinical F1 per observation</h2>", f'<div class="charts"><img alt="per observation" src="{chart}"></div>']
-    body += ["<h2>Test studies: generated and reference reports</h2>", "".join(cards)]
+    for preset, (_, folder, _) in _REPORT_SECTIONS.items():
+        if (out / folder / "metrics.json").is_file():
+            body += _report_section(preset, out, out / "data", n_examples)
     page = ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>medvlm demo</title>'
             f"<style>{_CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n")
     atomic_write_text(path, page)
-
