@@ -33,6 +33,7 @@ VISION_MODELS = {
     "siglip_vision_model": (VISION_SMALL, -2, 16),  # no CLS to drop
     "dinov2": (VISION_SMALL, -2, 16),
     "medvlm_efficientnet_lite": (EFFICIENTNET_TINY, -1, 4),  # one feature map: 2x2 grid at stride 32
+    "medvlm_conv_vit": (VISION_SMALL, -2, 16),  # a ViT whose patch embedding is a conv stem: same 4x4 grid
 }
 
 

@@ -24,7 +24,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "export": ("medvlm.cli.export", "write a medvlm model as a transformers Llava checkpoint"),
     "import": ("medvlm.cli.import_", "read an original LLaVA checkpoint (full, projector, LoRA) into medvlm"),
     "merge": ("medvlm.cli.merge", "merge a LoRA adapter written by medvlm training into its base model"),
-    "demo": ("medvlm.cli.demo", "synthesise data, train a tiny model, predict, evaluate and write an HTML report"),
+    "demo": ("medvlm.cli.demo", "synthesise data, train the tiny (or pretrained) preset, predict, evaluate, write an HTML report"),
 }
 
 
