@@ -16,6 +16,10 @@ TINY = ["model.preset_options={image_size: 32, patch_size: 8, vision_hidden_size
         "optim.lr=3e-3", "run.log_every_steps=1"]
 
 
+# the convolutional stem's batch norm statistics move with training: resume must restore them too
+CONV_STEM = "model.preset_options={image_size: 32, patch_size: 8, vision_stem: conv, vision_hidden_size: 32, text_hidden_size: 64, vocab_size: 300}"
+
+
 def _command(dataset, out, *extra):
     return [sys.executable, "-m", "medvlm.cli", "train", f"data.train={dataset / 'train.json'}",
             f"run.output_dir={out}", *TINY, *extra]
@@ -31,7 +35,7 @@ def _weights(run_dir):
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_to_the_same_weights(tiny_cxr, tmp_path):
-    steps = ["optim.max_steps=24", "optim.batch_size=4", "run.save_every_steps=4", "run.keep_last=10"]
+    steps = ["optim.max_steps=24", "optim.batch_size=4", "run.save_every_steps=4", "run.keep_last=10", CONV_STEM]
     subprocess.run(_command(tiny_cxr, tmp_path / "straight", *steps), check=True, env=_env(), capture_output=True)
 
     killed = tmp_path / "killed"
@@ -52,6 +56,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_weights(tiny_cxr, tmp_path):
     assert starts[-1]["resumed"] is True
     straight, resumed = _weights(tmp_path / "straight"), _weights(killed)
     assert straight.keys() == resumed.keys()
+    assert any(name.endswith("running_var") for name in straight)
     for name in straight:
         assert torch.equal(straight[name], resumed[name]), name
 

@@ -46,7 +46,23 @@ def _fsync_dir(path: Path) -> None:
 
 
 def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    """The parameters being trained, plus the buffers of the modules that own them (batch norm running
+    statistics move with training: without them a resumed run would not continue exactly)."""
+    state = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    for module_name, module in model.named_modules():
+        if any(p.requires_grad for p in module.parameters(recurse=False)):
+            for buffer_name, buffer in module.named_buffers(recurse=False):
+                if buffer_name not in module._non_persistent_buffers_set:
+                    state[f"{module_name}.{buffer_name}" if module_name else buffer_name] = buffer.detach().cpu().contiguous()
+    return state
+
+
+def restore_trainable_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Copy a `trainable_state_dict` back into `model` (parameters and buffers by name)."""
+    targets = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            targets[name].copy_(tensor)
 
 
 def rng_state() -> dict[str, torch.Tensor]:
@@ -133,16 +149,14 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler, ra
     trainable = load_file(path / "trainable.safetensors")
     params = dict(model.named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in trainable]
-    unexpected = [n for n in trainable if n not in params]
+    unexpected = [n for n in trainable if n not in params and n not in dict(model.named_buffers())]
     if missing or unexpected:
         raise RuntimeError(
             f"{path}: checkpoint does not match the model being trained "
             f"(missing {missing[:5]}, unexpected {unexpected[:5]}); was the config changed? "
             "Use a new run.output_dir to start over."
         )
-    with torch.no_grad():
-        for name, tensor in trainable.items():
-            params[name].copy_(tensor)
+    restore_trainable_state(model, trainable)
     opt = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
     optimizer.load_state_dict(opt["optimizer"])
     scheduler.load_state_dict(opt["scheduler"])

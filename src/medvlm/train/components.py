@@ -15,7 +15,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 
 from medvlm.fileio import atomic_dir
-from medvlm.train.checkpoint import TrainState
+from medvlm.train.checkpoint import TrainState, restore_trainable_state
 from medvlm.train.config import TrainConfig
 
 PARTS = {"vision": "vision_tower", "connector": "connector", "language": "language_model"}
@@ -86,11 +86,7 @@ def export(model: torch.nn.Module, processor, cfg: TrainConfig, run_dir: Path, m
     """
     if state.best_step is not None and state.best_step != state.step:
         best = run_dir / "checkpoints" / f"step-{state.best_step:06d}" / "trainable.safetensors"
-        weights = load_file(best)
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, tensor in weights.items():
-                params[name].copy_(tensor)
+        restore_trainable_state(model, load_file(best))
     if isinstance(model, PeftModel):
         with atomic_dir(run_dir / "adapter") as tmp:
             model.save_pretrained(tmp)
