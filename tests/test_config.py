@@ -38,4 +38,4 @@ def test_every_shipped_recipe_parses():
     assert recipes
     for recipe in recipes:
         cfg = load_config(TrainConfig, recipe)
-        assert cfg.recipe in ("align", "finetune"), recipe
+        assert cfg.recipe in ("align", "finetune", "encoder"), recipe

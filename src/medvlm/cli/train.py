@@ -2,7 +2,8 @@
 
   medvlm train configs/tiny_finetune.yaml data.train=data/train.json run.output_dir=runs/a optim.lr=3e-4
 
-Recipes: `align` (connector only, LLaVA stage 1) and `finetune` (each component frozen / lora / full).
+Recipes: `align` (connector only, LLaVA stage 1), `finetune` (each component frozen / lora / full) and
+`encoder` (the vision encoder alone learns the 14 CheXpert labels of the training reports).
 Rerunning the same command resumes from the last checkpoint in run.output_dir. Data parallel on CPU:
 `torchrun --nproc_per_node 2 -m medvlm.cli train ...`; on GPUs `accelerate launch` (see docs/training.md).
 Every field of the recipe is listed by `medvlm train --print-config` (defaults) and documented in

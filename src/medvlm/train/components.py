@@ -30,6 +30,14 @@ def check_recipe(cfg: TrainConfig) -> None:
             f"components.language=frozen (got vision={c.vision}, connector={c.connector}, language={c.language}), "
             "or use recipe=finetune"
         )
+    if cfg.recipe == "encoder":
+        if c.vision != "full":
+            raise ValueError(f"recipe 'encoder' trains the vision encoder in full: set components.vision=full "
+                             f"(got {c.vision}); the connector and the language model are left as they are")
+        if cfg.run.cache_vision_features or cfg.data.validation:
+            raise ValueError("recipe 'encoder' trains the encoder (its features cannot be cached) and has no "
+                             "generation validation: unset run.cache_vision_features and data.validation")
+        return
     if c.connector == "lora":
         raise ValueError("components.connector=lora is not supported: the connector is small, train it in full")
     if cfg.run.cache_vision_features and c.vision != "frozen":

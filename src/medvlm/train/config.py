@@ -1,7 +1,7 @@
 """The training recipe config: one YAML file per run, every field documented here.
 
 Sections: `model` (what to build or start from), `data`, `components` (frozen / lora / full per part),
-`lora`, `optim`, `validation`, `run`. Override any field on the command line: `optim.lr=3e-4`.
+`lora`, `optim`, `validation`, `encoder` (recipe=encoder only), `run`. Override any field on the command line: `optim.lr=3e-4`.
 """
 
 from __future__ import annotations
@@ -81,6 +81,14 @@ class ValidationConfig:
 
 
 @dataclass
+class EncoderConfig:
+    """recipe=encoder (medvlm.train.encoder_stage): the vision encoder learns the CheXpert labels of the reports."""
+
+    report_task: str | None = "report"  # records whose `task` is this give the labels; null: every record
+    uncertain: Literal["ignore", "positive", "negative"] = "ignore"  # what an uncertain mention counts as
+
+
+@dataclass
 class RunConfig:
     output_dir: str = "runs/medvlm"
     seed: int = 0
@@ -96,11 +104,13 @@ class RunConfig:
 
 @dataclass
 class TrainConfig:
-    recipe: Literal["align", "finetune"] = "finetune"
+    # align: connector only; finetune: per component; encoder: the vision encoder alone on report labels
+    recipe: Literal["align", "finetune", "encoder"] = "finetune"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     components: ComponentsConfig = field(default_factory=ComponentsConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     run: RunConfig = field(default_factory=RunConfig)

@@ -5,6 +5,9 @@ Stages (LLaVA-Rad, Libra, MedM-VL all use the same two):
             computed once and cached (`run.cache_vision_features`).
   finetune  each component frozen, LoRA (PEFT) or fully trained (`components.*`), usually starting from the
             align stage's output (`model.init_from`).
+And before them, optionally:
+  encoder   the vision encoder alone learns the 14 CheXpert labels the offline labeler reads from each training
+            report (medvlm.train.encoder_stage); the same loop, with a per-label loss instead of per-token.
 
 Data parallel: run the same command under `torchrun --nproc_per_node N -m medvlm.cli train ...` (or
 `accelerate launch` on GPUs). Each optimizer step sees `optim.batch_size x processes x optim.grad_accum`
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from tqdm.auto import tqdm
 
 from medvlm.config import dump_config
 from medvlm.train import components as components_lib
+from medvlm.train import encoder_stage
 from medvlm.train.builders import build_model_and_processor, build_training_data
 from medvlm.train.checkpoint import (
     TrainState,
@@ -111,6 +115,21 @@ def _model_inputs(batch: dict) -> dict:
     return {**{k: v for k, v in batch.items() if k != "labels" and v is not None}, "use_cache": False}
 
 
+@dataclass
+class Objective:
+    """What a recipe's loss counts: `counts(batch)` the labelled units per sample (B,) (assistant tokens, or
+    labels), `loss_sums(model, batch)` their summed loss and count per sample ((B,), (B,))."""
+
+    counts: Callable[[dict], torch.Tensor]
+    loss_sums: Callable[[torch.nn.Module, dict], tuple[torch.Tensor, torch.Tensor]]
+
+
+NEXT_TOKEN = Objective(
+    counts=lambda batch: (batch["labels"][:, 1:] != -100).sum(dim=1),
+    loss_sums=lambda model, batch: sample_loss_sums(model(**_model_inputs(batch)).logits, batch["labels"]),
+)
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     started = time.perf_counter()
     # without a GPU, Accelerate joins torchrun's processes (gloo) only when told it runs on the CPU
@@ -130,10 +149,16 @@ def train(cfg: TrainConfig) -> TrainResult:
     components_lib.check_recipe(cfg)
     with accelerator.main_process_first():  # the main process builds (and saves) a preset's tokenizer first
         model, processor, records = build_model_and_processor(cfg)
-    model = components_lib.apply(model, cfg)  # freeze / LoRA / full per component
-    if cfg.run.gradient_checkpointing:
-        components_lib.enable_gradient_checkpointing(model)
-    data = build_training_data(cfg, model, processor, records, run_dir, accelerator)
+    composed = model
+    if cfg.recipe == "encoder":  # the encoder with a label head is what trains; the composed model is saved
+        model, data = encoder_stage.build(cfg, composed, processor, records)
+        objective = Objective(counts=encoder_stage.label_counts, loss_sums=encoder_stage.label_loss_sums)
+    else:
+        model = components_lib.apply(model, cfg)  # freeze / LoRA / full per component
+        if cfg.run.gradient_checkpointing:
+            components_lib.enable_gradient_checkpointing(model)
+        data = build_training_data(cfg, model, processor, records, run_dir, accelerator)
+        objective = NEXT_TOKEN
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -182,7 +207,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
         # normalise by the label tokens (or samples) of the whole global step, so that N processes give the
         # same update as one process with an N times larger batch
-        local_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
+        local_tokens = sum(int(objective.counts(b).sum()) for b in micro)
         step_tokens = int(accelerator.reduce(torch.tensor(local_tokens, device=accelerator.device), "sum"))
         local_samples = sum(int(b["labels"].shape[0]) for b in micro)
         step_samples = int(accelerator.reduce(torch.tensor(local_samples, device=accelerator.device), "sum"))
@@ -192,8 +217,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             sync = i == len(micro) - 1
             context = accelerator.no_sync(model) if (not sync and world > 1) else _nullcontext()
             with context, accelerator.autocast():
-                logits = model(**_model_inputs(batch)).logits
-                sums, counts = sample_loss_sums(logits, batch["labels"])
+                sums, counts = objective.loss_sums(model, batch)
                 loss_sum = sums.sum()
                 if cfg.optim.loss_weighting == "sample":  # every sample counts alike, short answers included
                     loss = (sums / counts.clamp(min=1)).sum() * world / max(step_samples, 1)
@@ -234,7 +258,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
     model_dir = run_dir / "model"
-    if is_main:
+    if is_main and cfg.recipe == "encoder":
+        encoder_stage.export(composed, model.head, processor, model_dir)
+    elif is_main:
         components_lib.export(model, processor, cfg, run_dir, model_dir, state)
     accelerator.wait_for_everyone()
     seconds = time.perf_counter() - started

@@ -1,0 +1,164 @@
+"""Recipe `encoder`: teach the vision encoder the findings before the language model has to read them.
+
+Each training report is labelled with the 14 CheXpert observations by the offline labeler
+(`medvlm.evaluate.labeler`), and the encoder, with a linear head over the mean and the max of its output tokens,
+learns them as 14 binary targets (positive = 1; negative and not mentioned = 0; uncertain ignored by default,
+CheXpert's "U-ignore"). Only the encoder and the head train; the connector and the language model are not
+touched. The head is written beside the model as `label_head.safetensors` (with the observation names), so the
+encoder doubles as a 14-label classifier.
+
+Why: a language model trained from scratch learns to answer one question about an image quickly but to pick,
+per question or report sentence, one finding out of image tokens that carry nothing yet very slowly; a report
+supervises 14 findings of its image at once, and an encoder that already separates them gives the language
+model something to read (docs/training.md, "Encoder stage").
+
+Labels come from the records whose `task` equals `encoder.report_task` (the synthetic benchmark marks its
+report conversations `task: report`), or from every record when it is None; the text labelled is the record's
+assistant turns joined. Each distinct image (the first image of a record; Libra's current study) is one sample;
+an image labelled by several records takes positive over uncertain over negative per observation.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from medvlm.evaluate.labeler import CHEXPERT_OBSERVATIONS, label_reports
+from medvlm.fileio import atomic_path
+from medvlm.records import TrainingRecord, resolve_path
+
+IGNORE = -100.0  # a target the loss leaves out
+_RANK = {"not_mentioned": 0, "negative": 1, "uncertain": 2, "positive": 3}  # which label wins for an image
+UNCERTAIN_POLICIES = {"ignore": IGNORE, "positive": 1.0, "negative": 0.0}
+
+
+@dataclass
+class LabelledImages:
+    paths: list[str]  # resolved image paths, one per sample
+    targets: torch.Tensor  # (N, 14) float: 1, 0 or IGNORE, columns in CHEXPERT_OBSERVATIONS order
+    records_used: int
+
+
+def report_label_targets(records: list[TrainingRecord], *, report_task: str | None, uncertain: str,
+                         image_folder: str | os.PathLike | None, record_file: str | os.PathLike) -> LabelledImages:
+    """The encoder stage's samples: every distinct image of the label records with its 14 targets."""
+    if uncertain not in UNCERTAIN_POLICIES:
+        raise ValueError(f"encoder.uncertain={uncertain!r}: use one of {sorted(UNCERTAIN_POLICIES)}")
+    chosen = [r for r in records if report_task is None or r.metadata.get("task") == report_task]
+    if not chosen:
+        tasks = sorted({str(r.metadata.get("task")) for r in records})
+        raise ValueError(f"{record_file}: no training record has task={report_task!r} (tasks found: {tasks}); "
+                         "set encoder.report_task to the task of the report records, or null to label every record")
+    for r in chosen:
+        if not r.images:
+            raise ValueError(f"{record_file}: record {r.id!r} (task {report_task!r}) has no image to learn its "
+                             "labels from; field: image")
+    texts = [" ".join(t.value for t in r.conversations if t.role == "gpt") for r in chosen]
+    labels = label_reports(texts)
+    best: dict[str, dict[str, str]] = {}
+    for record, found in zip(chosen, labels, strict=True):
+        path = str(resolve_path(record.images[0], image_folder, record_file))
+        merged = best.setdefault(path, dict.fromkeys(CHEXPERT_OBSERVATIONS, "not_mentioned"))
+        for observation, value in found.items():
+            if _RANK[value] > _RANK[merged[observation]]:
+                merged[observation] = value
+    value_of = {"positive": 1.0, "negative": 0.0, "not_mentioned": 0.0, "uncertain": UNCERTAIN_POLICIES[uncertain]}
+    targets = torch.tensor([[value_of[found[o]] for o in CHEXPERT_OBSERVATIONS] for found in best.values()])
+    return LabelledImages(paths=list(best), targets=targets, records_used=len(chosen))
+
+
+class LabelledImageDataset(torch.utils.data.Dataset):
+    """Item i: {"pixel_values": (C, H, W), "labels": (14,)}, the image through the model's processor."""
+
+    def __init__(self, images: LabelledImages, processor):
+        self.images, self.processor = images, processor
+
+    def __len__(self) -> int:
+        return len(self.images.paths)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        pixels = self.processor.preprocess_image(self.images.paths[index])
+        return {"pixel_values": pixels, "labels": self.images.targets[index]}
+
+
+def collate_labelled(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {"pixel_values": torch.stack([s["pixel_values"] for s in samples]),
+            "labels": torch.stack([s["labels"] for s in samples])}
+
+
+class EncoderWithLabelHead(nn.Module):
+    """The composed model's vision encoder + a linear head on [mean, max] of its tokens.
+
+    forward(pixel_values (N, C, H, W)) -> logits (N, num_labels). With `vision_feature_layer="all"` the last
+    layer's tokens are pooled."""
+
+    def __init__(self, vision_tower: nn.Module, feature_dim: int, num_labels: int = len(CHEXPERT_OBSERVATIONS)):
+        super().__init__()
+        self.vision_tower = vision_tower
+        self.head = nn.Linear(2 * feature_dim, num_labels)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features = self.vision_tower(pixel_values)
+        if features.dim() == 4:  # (N, layers, tokens, dim): every layer selected
+            features = features[:, -1]
+        return self.head(torch.cat([features.mean(dim=1), features.amax(dim=1)], dim=-1))
+
+
+def label_loss_sums(model: EncoderWithLabelHead, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample: the summed binary cross-entropy over its non-ignored targets (N,), and their count (N,)."""
+    logits = model(batch["pixel_values"])
+    targets = batch["labels"].to(logits.dtype)
+    keep = targets != IGNORE
+    losses = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets.clamp(min=0).float(),
+                                                            reduction="none")
+    return (losses * keep).sum(dim=1), keep.sum(dim=1)
+
+
+def label_counts(batch: dict) -> torch.Tensor:
+    return (batch["labels"] != IGNORE).sum(dim=1)
+
+
+def feature_dim(model) -> int:
+    """Width of the encoder's selected features (what the connector receives; one layer's for "all")."""
+    from medvlm.models.vision import selected_feature_dim
+
+    return selected_feature_dim(model.config.vision_config.hidden_size, model.config.vision_feature_layer)
+
+
+def save_label_head(head: nn.Linear, model_dir: os.PathLike) -> None:
+    from safetensors.torch import save_file
+
+    names = ",".join(CHEXPERT_OBSERVATIONS)
+    state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    with atomic_path(os.path.join(model_dir, "label_head.safetensors")) as tmp:
+        save_file(state, tmp, metadata={"observations": names, "pooling": "concat(mean, max) of encoder tokens"})
+
+
+def build(cfg, composed, processor, records) -> tuple[EncoderWithLabelHead, object]:
+    """(the module the loop trains, its data) for recipe=encoder: the composed model's encoder (in full) with a
+    new label head; everything else of the composed model frozen."""
+    from medvlm.train.builders import TrainingData
+
+    images = report_label_targets(records, report_task=cfg.encoder.report_task, uncertain=cfg.encoder.uncertain,
+                                  image_folder=cfg.data.image_folder, record_file=cfg.data.train)
+    for p in composed.parameters():
+        p.requires_grad_(False)
+    for p in composed.vision_tower.parameters():
+        p.requires_grad_(True)
+    model = EncoderWithLabelHead(composed.vision_tower, feature_dim(composed))
+    data = TrainingData(dataset=LabelledImageDataset(images, processor), collate=collate_labelled, validation=None)
+    return model, data
+
+
+def export(composed, head: nn.Linear, processor, model_dir: os.PathLike) -> None:
+    """The composed model (its encoder trained) as a medvlm model folder, plus `label_head.safetensors`."""
+    from medvlm.fileio import atomic_dir
+
+    with atomic_dir(model_dir) as tmp:
+        composed.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        save_label_head(head, tmp)
+

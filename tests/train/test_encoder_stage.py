@@ -1,0 +1,80 @@
+"""Recipe `encoder`: the vision encoder learns the CheXpert labels the offline labeler reads from the reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import medvlm
+from medvlm.evaluate.labeler import CHEXPERT_OBSERVATIONS
+from medvlm.records import load_training
+from medvlm.train.encoder_stage import IGNORE, report_label_targets
+
+COLUMN = {name: i for i, name in enumerate(CHEXPERT_OBSERVATIONS)}
+
+
+def _records(tmp_path, rows):
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(rows))
+    return load_training(path), path
+
+
+def _row(rid, image, task, answer):
+    return {"id": rid, "image": image, "task": task,
+            "conversations": [{"from": "human", "value": "<image>\nReport?"}, {"from": "gpt", "value": answer}]}
+
+
+def test_report_records_become_one_target_row_per_image(tmp_path):
+    records, path = _records(tmp_path, [
+        _row("a-report", "a.png", "report", "Small left pleural effusion. Possible atelectasis. No pneumothorax."),
+        _row("a-vqa", "a.png", "vqa", "yes"),  # not a report: gives no labels
+        _row("b-report", "b.png", "report", "The heart is enlarged."),
+        _row("b-report-2", "b.png", "report", "No cardiomegaly. Mild pulmonary edema."),
+    ])
+    images = report_label_targets(records, report_task="report", uncertain="ignore", image_folder=None,
+                                  record_file=path)
+    assert images.records_used == 3 and [p.rsplit("/", 1)[-1] for p in images.paths] == ["a.png", "b.png"]
+    a, b = images.targets
+    assert a[COLUMN["Pleural Effusion"]] == 1 and a[COLUMN["Pneumothorax"]] == 0 and a[COLUMN["Edema"]] == 0
+    assert a[COLUMN["Atelectasis"]] == IGNORE  # uncertain: left out of the loss
+    assert b[COLUMN["Cardiomegaly"]] == 1  # positive in one report, negative in the other: positive wins
+    assert b[COLUMN["Edema"]] == 1
+    counted = report_label_targets(records, report_task="report", uncertain="positive", image_folder=None,
+                                   record_file=path)
+    assert counted.targets[0, COLUMN["Atelectasis"]] == 1
+
+
+def test_no_record_of_the_report_task_is_a_clear_error(tmp_path):
+    records, path = _records(tmp_path, [_row("a", "a.png", "vqa", "yes")])
+    with pytest.raises(ValueError, match=r"train.json: no training record has task='report' \(tasks found: \['vqa'\]\)"):
+        report_label_targets(records, report_task="report", uncertain="ignore", image_folder=None, record_file=path)
+
+
+@pytest.mark.slow
+def test_encoder_recipe_trains_the_encoder_alone_and_saves_a_usable_model(tiny_cxr, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "medvlm.cli", "train", "recipe=encoder", f"data.train={tiny_cxr / 'train.json'}",
+               f"run.output_dir={out}", "components.vision=full", "optim.max_steps=6", "optim.batch_size=4",
+               "run.progress=false", "run.tensorboard=false",
+               "model.preset_options={image_size: 32, patch_size: 8, vision_stem: conv, vision_hidden_size: 32, "
+               "text_hidden_size: 64, vocab_size: 300}"]
+    subprocess.run(command, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    start = log[0]
+    model, processor = medvlm.load(out / "model")
+    encoder_params = sum(p.numel() for p in model.vision_tower.parameters())
+    assert start["trainable_params"] == encoder_params + (2 * 32 + 1) * 14  # encoder + head, nothing else
+    assert log[-1]["kind"] == "end" and log[-1]["step"] == 6
+    with safe_open(out / "model" / "label_head.safetensors", "pt") as f:
+        assert f.metadata()["observations"].split(",") == list(CHEXPERT_OBSERVATIONS)
+        assert f.get_tensor("weight").shape == (14, 64)
+    # the saved model is a whole medvlm model: the next stage starts from it
+    pixels = processor.preprocess_image(tiny_cxr / "images" / sorted(p.name for p in (tiny_cxr / "images").iterdir())[0])
+    assert model.encode_images(pixels[None]).shape[-1] == 32
+    assert torch.isfinite(model.encode_images(pixels[None])).all()
