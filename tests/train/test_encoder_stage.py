@@ -69,11 +69,11 @@ def test_encoder_recipe_trains_the_encoder_alone_and_saves_a_usable_model(tiny_c
     start = log[0]
     model, processor = medvlm.load(out / "model")
     encoder_params = sum(p.numel() for p in model.vision_tower.parameters())
-    assert start["trainable_params"] == encoder_params + (2 * 32 + 1) * 14  # encoder + head, nothing else
+    assert start["trainable_params"] == encoder_params + (32 + 1) * 14  # encoder + head (token mean), nothing else
     assert log[-1]["kind"] == "end" and log[-1]["step"] == 6
     with safe_open(out / "model" / "label_head.safetensors", "pt") as f:
         assert f.metadata()["observations"].split(",") == list(CHEXPERT_OBSERVATIONS)
-        assert f.get_tensor("weight").shape == (14, 64)
+        assert f.metadata()["pooling"] == "mean" and f.get_tensor("weight").shape == (14, 32)
     # the saved model is a whole medvlm model: the next stage starts from it
     pixels = processor.preprocess_image(tiny_cxr / "images" / sorted(p.name for p in (tiny_cxr / "images").iterdir())[0])
     assert model.encode_images(pixels[None]).shape[-1] == 32

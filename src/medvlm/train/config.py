@@ -86,6 +86,7 @@ class EncoderConfig:
 
     report_task: str | None = "report"  # records whose `task` is this give the labels; null: every record
     uncertain: Literal["ignore", "positive", "negative"] = "ignore"  # what an uncertain mention counts as
+    pooling: Literal["mean", "mean_max"] = "mean"  # what the label head reads: the token mean, or [mean, max]
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Recipe `encoder`: teach the vision encoder the findings before the language model has to read them.
 
 Each training report is labelled with the 14 CheXpert observations by the offline labeler
-(`medvlm.evaluate.labeler`), and the encoder, with a linear head over the mean and the max of its output tokens,
+(`medvlm.evaluate.labeler`), and the encoder, with a linear head over the mean of its output tokens,
 learns them as 14 binary targets (positive = 1; negative and not mentioned = 0; uncertain ignored by default,
 CheXpert's "U-ignore"). Only the encoder and the head train; the connector and the language model are not
 touched. The head is written beside the model as `label_head.safetensors` (with the observation names), so the
@@ -89,22 +89,34 @@ def collate_labelled(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.
             "labels": torch.stack([s["labels"] for s in samples])}
 
 
-class EncoderWithLabelHead(nn.Module):
-    """The composed model's vision encoder + a linear head on [mean, max] of its tokens.
+POOLINGS = ("mean", "mean_max")
 
+
+class EncoderWithLabelHead(nn.Module):
+    """The composed model's vision encoder + a linear head on the pooled tokens it hands the connector.
+
+    pooling "mean": the token mean (the labels become readable from the average of the image tokens, which a
+    language model can attend to uniformly); "mean_max": [mean, max] (small findings count more).
     forward(pixel_values (N, C, H, W)) -> logits (N, num_labels). With `vision_feature_layer="all"` the last
     layer's tokens are pooled."""
 
-    def __init__(self, vision_tower: nn.Module, feature_dim: int, num_labels: int = len(CHEXPERT_OBSERVATIONS)):
+    def __init__(self, vision_tower: nn.Module, feature_dim: int, pooling: str = "mean",
+                 num_labels: int = len(CHEXPERT_OBSERVATIONS)):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"encoder.pooling={pooling!r}: use one of {POOLINGS}")
         self.vision_tower = vision_tower
-        self.head = nn.Linear(2 * feature_dim, num_labels)
+        self.pooling = pooling
+        self.head = nn.Linear((2 if pooling == "mean_max" else 1) * feature_dim, num_labels)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         features = self.vision_tower(pixel_values)
         if features.dim() == 4:  # (N, layers, tokens, dim): every layer selected
             features = features[:, -1]
-        return self.head(torch.cat([features.mean(dim=1), features.amax(dim=1)], dim=-1))
+        pooled = features.mean(dim=1)
+        if self.pooling == "mean_max":
+            pooled = torch.cat([pooled, features.amax(dim=1)], dim=-1)
+        return self.head(pooled)
 
 
 def label_loss_sums(model: EncoderWithLabelHead, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,13 +140,13 @@ def feature_dim(model) -> int:
     return selected_feature_dim(model.config.vision_config.hidden_size, model.config.vision_feature_layer)
 
 
-def save_label_head(head: nn.Linear, model_dir: os.PathLike) -> None:
+def save_label_head(head: nn.Linear, pooling: str, model_dir: os.PathLike) -> None:
     from safetensors.torch import save_file
 
     names = ",".join(CHEXPERT_OBSERVATIONS)
     state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
     with atomic_path(os.path.join(model_dir, "label_head.safetensors")) as tmp:
-        save_file(state, tmp, metadata={"observations": names, "pooling": "concat(mean, max) of encoder tokens"})
+        save_file(state, tmp, metadata={"observations": names, "pooling": pooling})
 
 
 def build(cfg, composed, processor, records) -> tuple[EncoderWithLabelHead, object]:
@@ -148,17 +160,17 @@ def build(cfg, composed, processor, records) -> tuple[EncoderWithLabelHead, obje
         p.requires_grad_(False)
     for p in composed.vision_tower.parameters():
         p.requires_grad_(True)
-    model = EncoderWithLabelHead(composed.vision_tower, feature_dim(composed))
+    model = EncoderWithLabelHead(composed.vision_tower, feature_dim(composed), pooling=cfg.encoder.pooling)
     data = TrainingData(dataset=LabelledImageDataset(images, processor), collate=collate_labelled, validation=None)
     return model, data
 
 
-def export(composed, head: nn.Linear, processor, model_dir: os.PathLike) -> None:
+def export(composed, labelled: EncoderWithLabelHead, processor, model_dir: os.PathLike) -> None:
     """The composed model (its encoder trained) as a medvlm model folder, plus `label_head.safetensors`."""
     from medvlm.fileio import atomic_dir
 
     with atomic_dir(model_dir) as tmp:
         composed.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        save_label_head(head, tmp)
+        save_label_head(labelled.head, labelled.pooling, tmp)
 

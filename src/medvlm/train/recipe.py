@@ -259,7 +259,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     model = accelerator.unwrap_model(model)
     model_dir = run_dir / "model"
     if is_main and cfg.recipe == "encoder":
-        encoder_stage.export(composed, model.head, processor, model_dir)
+        encoder_stage.export(composed, model, processor, model_dir)
     elif is_main:
         components_lib.export(model, processor, cfg, run_dir, model_dir, state)
     accelerator.wait_for_everyone()
