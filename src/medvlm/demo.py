@@ -1,7 +1,9 @@
 """`medvlm demo`: the whole path on a laptop CPU, on the synthetic chest X-ray benchmark.
 
   1. synthesise a CXR dataset with ground truth                     OUT/data/
-  2. train the tiny preset: align (connector only), then finetune   OUT/align/, OUT/finetune/ (model in finetune/model)
+  2. train the tiny preset: encoder (the 14 CheXpert labels of each   OUT/encoder/, OUT/align/, OUT/finetune/
+     training report), align (connector only), then finetune         (model in finetune/model)
+     (connector and language model; the taught encoder is kept)
   3. answer the test questions (reports and VQA)                    OUT/answers.jsonl
   4. score them, beside two controls:                               OUT/metrics.json
        - the most frequent training answer (for reports: the most frequent training report) for every question
@@ -37,14 +39,16 @@ class DemoConfig:
     studies: int = 1000  # synthetic CXR studies (10% of patients are the test set)
     size_px: int = 64
     seed: int = 0
-    # the tiny preset: align, then finetune everything
+    # the tiny preset: encoder (report labels), align, then finetune connector + LM (encoder kept)
+    encoder_steps: int = 600  # 0: no encoder stage; the finetune stage then trains the encoder too
+    encoder_lr: float = 2e-3
     align_steps: int = 30
     finetune_epochs: float = 4.0
     batch_size: int = 32
     align_lr: float = 1e-3
     finetune_lr: float = 1e-3
     # tiny preset sizes (medvlm.models.presets.TinyPresetConfig); 16 px patches: 16 image tokens at 64 px
-    preset_options: dict = field(default_factory=lambda: {"patch_size": 16})
+    preset_options: dict = field(default_factory=lambda: {"patch_size": 16, "vision_stem": "conv"})
     max_new_tokens: int = 96
     validate_every_steps: int = 40  # generation-based validation on 48 test questions; best checkpoint kept
     # the pretrained preset: one finetune stage (encoder frozen, features cached; connector full; LM LoRA)
@@ -96,7 +100,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
 
     t = time.perf_counter()
     if cfg.preset == "tiny":
-        _stage("2/5 train the tiny preset: align, then finetune")
+        _stage("2/5 train the tiny preset: encoder on report labels, align, then finetune")
         model_dir = _train_tiny(cfg, data, out)
     else:
         _stage("2/5 train the pretrained preset: connector in full, SmolLM2 with LoRA, encoder frozen")
@@ -158,9 +162,18 @@ def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
         data={"train": str(data / "train.json"), "image_folder": str(data)},
         run={"seed": cfg.seed, "progress": cfg.progress, "log_every_steps": 10},
     )
+    start = {"preset": "tiny", "preset_options": preset_options}
+    if cfg.encoder_steps:
+        encoder_cfg = _train_config(TrainConfig, {
+            **common, "recipe": "encoder", "model": start, "components": {"vision": "full"},
+            "optim": {"lr": cfg.encoder_lr, "batch_size": cfg.batch_size, "max_steps": cfg.encoder_steps,
+                      "warmup_ratio": 0.05},
+            "run": {**common["run"], "output_dir": str(out / "encoder"), "log_every_steps": 50},
+        })
+        start = {"init_from": str(train(encoder_cfg).model_dir), "preset": None}
     align_cfg = _train_config(TrainConfig, {
         **common, "recipe": "align",
-        "model": {"preset": "tiny", "preset_options": preset_options},
+        "model": start,
         "optim": {"lr": cfg.align_lr, "batch_size": cfg.batch_size, "max_steps": cfg.align_steps, "warmup_ratio": 0.1},
         "run": {**common["run"], "output_dir": str(out / "align"), "cache_vision_features": True},
     })
@@ -168,14 +181,15 @@ def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
     finetune_cfg = _train_config(TrainConfig, {
         **common, "recipe": "finetune",
         "model": {"init_from": str(align.model_dir), "preset": None},
-        "components": {"vision": "full", "connector": "full", "language": "full"},
+        # an encoder taught the findings is kept as it is (and its features cached); else it learns here too
+        "components": {"vision": "frozen" if cfg.encoder_steps else "full", "connector": "full", "language": "full"},
         "optim": {"lr": cfg.finetune_lr, "batch_size": cfg.batch_size, "epochs": cfg.finetune_epochs,
                   "warmup_ratio": 0.05},
         "data": {**common["data"], "validation": str(data / "test.jsonl")},
         # checkpoint choice by the teacher-forced validation loss: smooth, unlike F1 on a few dozen answers
         "validation": {"every_steps": cfg.validate_every_steps, "max_samples": 48,
                        "max_new_tokens": cfg.max_new_tokens, "metric": "loss"},
-        "run": {**common["run"], "output_dir": str(out / "finetune")},
+        "run": {**common["run"], "output_dir": str(out / "finetune"), "cache_vision_features": bool(cfg.encoder_steps)},
     })
     return train(finetune_cfg).model_dir
 
@@ -342,7 +356,7 @@ def _loss_curves_png(stage_dirs: dict[str, Path]) -> str | None:
         plt.close(fig)
         return None
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (per token)")
+    ax.set_ylabel("training loss (per token; encoder: per label)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -363,8 +377,8 @@ def _image_uri(path: Path) -> str:
 
 # preset -> (section title, folder under OUT holding metrics.json and answers, training stage folders under OUT)
 _REPORT_SECTIONS = {
-    "tiny": ("Tiny preset (from scratch: ViT + mlp2x_gelu + Llama, align then finetune)", ".",
-             {"align": "align", "finetune": "finetune"}),
+    "tiny": ("Tiny preset (from scratch: conv-stem ViT + mlp2x_gelu + Llama; encoder, align, finetune)", ".",
+             {"encoder": "encoder", "align": "align", "finetune": "finetune"}),
     "pretrained": ("Pretrained preset (EfficientNet-Lite0 frozen + mlp2x_gelu + SmolLM2-135M with LoRA)",
                    "pretrained", {"finetune": "pretrained/finetune"}),
 }
