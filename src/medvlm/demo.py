@@ -43,14 +43,15 @@ class DemoConfig:
     encoder_steps: int = 600  # 0: no encoder stage; the finetune stage then trains the encoder too
     encoder_lr: float = 2e-3
     align_steps: int = 30
-    finetune_epochs: float = 4.0
+    finetune_epochs: float = 5.0
     batch_size: int = 32
     align_lr: float = 1e-3
-    finetune_lr: float = 1e-3
+    finetune_lr: float = 2e-3
     # tiny preset sizes (medvlm.models.presets.TinyPresetConfig); 16 px patches: 16 image tokens at 64 px
-    preset_options: dict = field(default_factory=lambda: {"patch_size": 16, "vision_stem": "conv"})
+    preset_options: dict = field(default_factory=lambda: {"patch_size": 16, "vision_stem": "conv",
+                                                          "vision_hidden_size": 128})
     max_new_tokens: int = 96
-    validate_every_steps: int = 40  # generation-based validation on 48 test questions; best checkpoint kept
+    validate_every_steps: int = 80  # generation-based validation on 48 test questions; best checkpoint kept
     # the pretrained preset: one finetune stage (encoder frozen, features cached; connector full; LM LoRA)
     pretrained_steps: int = 48  # ~10 s per step of batch 8 on 2 cores
     pretrained_batch_size: int = 8
