@@ -1,7 +1,9 @@
 """Temporal ablation (Libra's claim on the synthetic benchmark): does the prior image help report generation?
 
 Tiny models, equal budgets (same steps, batch, learning rate, sizes), trained from scratch on
-`medvlm synth cxr --temporal` report records, evaluated on the test studies' report questions:
+`medvlm synth cxr --temporal` report records, evaluated on the test studies' report questions. Each variant's
+encoder (a conv-stem ViT) first learns the report labels of the current images (recipe encoder,
+--encoder-steps), then connector and LM train on the kept encoder (--encoder-steps 0: all at once):
   (a) current_only      mlp2x_gelu connector, trained and evaluated without priors (prior images removed)
   (b) pair_concat       both images' tokens with a learned current / prior embedding
   (c) tac               Libra's Temporal Alignment Connector over all encoder layers
@@ -75,21 +77,35 @@ def write_splits(data: Path, out: Path) -> dict[str, Path]:
 
 
 def train_variant(name: str, connector: str, layer, missing_prior: str, train_file: Path, out: Path, args):
+    """With --encoder-steps, each variant first teaches its encoder the report labels (recipe encoder, the same
+    steps for every variant), then trains connector + LM on the kept encoder; else everything trains at once."""
     from medvlm.config import build_config
     from medvlm.train import TrainConfig, train
 
+    run = {"seed": args.seed, "progress": args.progress, "log_every_steps": 20, "tensorboard": False}
+    model = {"preset": "tiny", "preset_options": {
+        "image_size": args.image_size, "patch_size": args.patch_size, "connector_type": connector,
+        "vision_feature_layer": layer, "missing_prior": missing_prior, "vision_layers": args.vision_layers,
+        "vision_stem": args.vision_stem}}
+    seconds = 0.0
+    if args.encoder_steps:
+        encoder = train(build_config(TrainConfig, {
+            "recipe": "encoder", "model": model, "data": {"train": str(train_file)}, "components": {"vision": "full"},
+            "optim": {"lr": args.encoder_lr, "batch_size": 32, "max_steps": args.encoder_steps, "warmup_ratio": 0.05},
+            "run": {**run, "output_dir": str(out / f"{name}_encoder")},
+        }))
+        model, seconds = {"init_from": str(encoder.model_dir), "preset": None}, encoder.seconds
     cfg = build_config(TrainConfig, {
         "recipe": "finetune",
-        "model": {"preset": "tiny", "preset_options": {
-            "image_size": args.image_size, "patch_size": args.patch_size, "connector_type": connector,
-            "vision_feature_layer": layer, "missing_prior": missing_prior, "vision_layers": args.vision_layers}},
+        "model": model,
         "data": {"train": str(train_file)},
-        "components": {"vision": "full", "connector": "full", "language": "full"},
+        "components": {"vision": "frozen" if args.encoder_steps else "full", "connector": "full", "language": "full"},
         "optim": {"lr": args.lr, "batch_size": args.batch_size, "max_steps": args.steps, "warmup_ratio": 0.05},
-        "run": {"output_dir": str(out / name), "seed": args.seed, "progress": args.progress, "log_every_steps": 20,
-                "tensorboard": False},
+        "run": {**run, "output_dir": str(out / name)},
     })
-    return train(cfg)
+    result = train(cfg)
+    result.seconds += seconds
+    return result
 
 
 def evaluate(model_dir: Path, questions: Path, answers: Path, labels: dict, args) -> dict:
@@ -160,6 +176,12 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=32, help="model input side, px (default: %(default)s)")
     parser.add_argument("--patch-size", type=int, default=8, help="ViT patch side, px (default: %(default)s)")
     parser.add_argument("--vision-layers", type=int, default=2, help="ViT layers (default: %(default)s)")
+    parser.add_argument("--vision-stem", choices=("patch", "conv"), default="conv",
+                        help="ViT patch embedding: one linear map, or a convolutional stem (default: %(default)s)")
+    parser.add_argument("--encoder-steps", type=int, default=600,
+                        help="steps of the encoder stage (report labels) before each variant; 0: none, the "
+                             "encoder trains with the rest (default: %(default)s)")
+    parser.add_argument("--encoder-lr", type=float, default=2e-3, help="(default: %(default)s)")
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per variant: the budget "
                         "(default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=16, help="(default: %(default)s)")

@@ -153,7 +153,9 @@ def main() -> None:
         rows = [("full step, tiny preset: medvlm", medvlm_s, ""),
                 ("full step, tiny preset: transformers Llava", llava_s, f"llava / medvlm = {llava_s / medvlm_s:.2f}x")]
         big_encoder = {"vision_hidden_size": 256, "vision_layers": 8, "vision_heads": 8, "patch_size": 8}
-        for name, kw in (("tiny preset", {}), ("large encoder (8x256 ViT)", big_encoder)):
+        demo_encoder = {"patch_size": 16, "vision_stem": "conv", "vision_hidden_size": 128}  # medvlm demo's
+        for name, kw in (("tiny preset", {}), ("demo encoder (conv-stem ViT, 128 wide)", demo_encoder),
+                         ("large encoder (8x256 ViT)", big_encoder)):
             plain, cached, build = compare_feature_cache(args, data_dir, kw)
             rows.append((f"align step, {name}: encoder every step", plain, ""))
             rows.append((f"align step, {name}: cached features", cached,
