@@ -8,9 +8,9 @@ import pytest
 
 from medvlm.demo import DemoConfig, run_demo
 
-TINY_BUDGET = dict(studies=24, size_px=32, align_steps=2, finetune_epochs=0.25, batch_size=8, max_new_tokens=8,
+TINY_BUDGET = dict(studies=24, size_px=32, encoder_steps=3, align_steps=2, finetune_epochs=0.25, batch_size=8, max_new_tokens=8,
                    validate_every_steps=1000, meteor=False, bertscore=False, workers=1, progress=False,
-                   preset_options={"patch_size": 8, "vision_hidden_size": 32, "text_hidden_size": 64,
+                   preset_options={"patch_size": 8, "vision_stem": "conv", "vision_hidden_size": 32, "text_hidden_size": 64,
                                    "vocab_size": 300})
 
 
@@ -25,6 +25,7 @@ def test_tiny_then_pretrained_demo_share_data_and_one_report(tmp_path):
                for c in columns)
     assert 0 <= tiny.metrics["model"]["clinical_micro_f1_14"] <= 1
     assert (out / "finetune" / "model" / "model.safetensors").is_file()
+    assert (out / "encoder" / "model" / "label_head.safetensors").is_file()  # the encoder stage ran first
     page = tiny.report_html.read_text()
     assert "Tiny preset" in page and "Pretrained preset" not in page and "data:image/png;base64," in page
 

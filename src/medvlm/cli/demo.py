@@ -2,10 +2,11 @@
 (the same model given blank images; the most frequent training answer), and write OUT/report.html.
 `make demo` runs `medvlm demo` (the tiny preset).
 
-  medvlm demo                      the tiny preset from scratch: align, then finetune (a few minutes on 2 cores)
+  medvlm demo                      the tiny preset from scratch: encoder (report labels), align, then finetune
+                                   (about 4.5 minutes on 2 cores)
   medvlm demo --preset pretrained  EfficientNet-Lite0 + SmolLM2-135M-Instruct with LoRA, on the same data, for
                                    --pretrained-steps steps, scored on the first --pretrained-questions questions
-                                   of each answer type beside the tiny model's answers to them (about 15
+                                   of each answer type beside the tiny model's answers to them (about 10.5
                                    minutes on 2 cores; the packaged weights come with `make`)
 
 Both write into the same OUT (the pretrained run under OUT/pretrained/) and OUT/report.html shows every preset
@@ -30,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=d.size_px, help=f"image size in pixels (default: {d.size_px})")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed of data and training (default: {d.seed})")
     tiny = parser.add_argument_group("tiny preset")
+    tiny.add_argument("--encoder-steps", type=int, default=d.encoder_steps,
+                      help="optimizer steps of the encoder stage, where the encoder learns the CheXpert labels of the "
+                           f"training reports (0: none; the finetune stage then trains the encoder) (default: {d.encoder_steps})")
     tiny.add_argument("--align-steps", type=int, default=d.align_steps,
                       help=f"optimizer steps of the align stage (default: {d.align_steps})")
     tiny.add_argument("--epochs", type=float, default=d.finetune_epochs,
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     run_demo(DemoConfig(
         out=args.out, preset=args.preset, studies=args.studies, size_px=args.size, seed=args.seed,
-        align_steps=args.align_steps, finetune_epochs=args.epochs, batch_size=args.batch_size,
+        encoder_steps=args.encoder_steps, align_steps=args.align_steps, finetune_epochs=args.epochs, batch_size=args.batch_size,
         pretrained_steps=args.pretrained_steps, pretrained_batch_size=args.pretrained_batch_size,
         pretrained_questions_per_type=args.pretrained_questions, meteor=not args.no_meteor,
         bertscore=not args.no_bertscore, workers=args.workers, fresh=args.fresh, progress=not args.no_progress,

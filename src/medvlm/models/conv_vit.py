@@ -22,6 +22,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, ViTConfig, ViTModel
 from transformers import initialization as init
 
+from medvlm.models.efficientnet import reset_batch_norm
+
 MODEL_TYPE = "medvlm_conv_vit"
 
 
@@ -87,12 +89,7 @@ class ConvStemViTModel(ViTModel):
         if isinstance(module, nn.Conv2d) and module.kernel_size != (1, 1):
             init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(module, nn.BatchNorm2d):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-            init.zeros_(module.running_mean)
-            init.ones_(module.running_var)
-            if module.num_batches_tracked is not None:
-                init.zeros_(module.num_batches_tracked)
+            reset_batch_norm(module)
 
 
 def register_auto_classes() -> None:

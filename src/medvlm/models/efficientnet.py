@@ -205,6 +205,16 @@ class MBConvBlock(nn.Module):
         return x + out
 
 
+def reset_batch_norm(module: nn.BatchNorm2d) -> None:
+    """Identity scale and shift, fresh running statistics (transformers' weight init for batch norm)."""
+    init.ones_(module.weight)
+    init.zeros_(module.bias)
+    init.zeros_(module.running_mean)
+    init.ones_(module.running_var)
+    if module.num_batches_tracked is not None:
+        init.zeros_(module.num_batches_tracked)
+
+
 class EfficientNetLitePreTrainedModel(PreTrainedModel):
     config_class = EfficientNetLiteConfig
     config: EfficientNetLiteConfig
@@ -229,12 +239,7 @@ class EfficientNetLitePreTrainedModel(PreTrainedModel):
         if isinstance(module, nn.Conv2d):
             init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(module, nn.BatchNorm2d):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-            init.zeros_(module.running_mean)
-            init.ones_(module.running_var)
-            if module.num_batches_tracked is not None:
-                init.zeros_(module.num_batches_tracked)
+            reset_batch_norm(module)
         elif isinstance(module, nn.Linear):
             init.uniform_(module.weight, -1.0 / math.sqrt(module.in_features), 1.0 / math.sqrt(module.in_features))
             init.zeros_(module.bias)
