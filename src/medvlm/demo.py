@@ -42,6 +42,7 @@ class DemoConfig:
     # the tiny preset: encoder (report labels), align, then finetune connector + LM (encoder kept)
     encoder_steps: int = 600  # 0: no encoder stage; the finetune stage then trains the encoder too
     encoder_lr: float = 2e-3
+    encoder_pooling: str = "mean"  # what its label head reads (medvlm.train.encoder_stage.POOLINGS)
     align_steps: int = 30
     finetune_epochs: float = 5.0
     batch_size: int = 32
@@ -167,6 +168,7 @@ def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
     if cfg.encoder_steps:
         encoder_cfg = _train_config(TrainConfig, {
             **common, "recipe": "encoder", "model": start, "components": {"vision": "full"},
+            "encoder": {"pooling": cfg.encoder_pooling},
             "optim": {"lr": cfg.encoder_lr, "batch_size": cfg.batch_size, "max_steps": cfg.encoder_steps,
                       "warmup_ratio": 0.05},
             "run": {**common["run"], "output_dir": str(out / "encoder"), "log_every_steps": 50},

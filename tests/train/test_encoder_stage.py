@@ -78,3 +78,19 @@ def test_encoder_recipe_trains_the_encoder_alone_and_saves_a_usable_model(tiny_c
     pixels = processor.preprocess_image(tiny_cxr / "images" / sorted(p.name for p in (tiny_cxr / "images").iterdir())[0])
     assert model.encode_images(pixels[None]).shape[-1] == 32
     assert torch.isfinite(model.encode_images(pixels[None])).all()
+
+
+def test_cls_pooling_reads_the_cls_token_and_needs_it_kept():
+    from medvlm.models import TinyPresetConfig, build_model
+    from medvlm.train.encoder_stage import EncoderWithLabelHead
+
+    small = dict(image_size=32, patch_size=8, vision_hidden_size=32, text_hidden_size=64, vocab_size=300)
+    model, _ = build_model(TinyPresetConfig(**small), texts=["No effusion."] * 10)
+    with pytest.raises(ValueError, match="vision_feature_select='keep_cls'"):
+        EncoderWithLabelHead(model.vision_tower, 32, pooling="cls")
+    model, _ = build_model(TinyPresetConfig(**small, vision_feature_select="keep_cls"), texts=["No effusion."] * 10)
+    labelled = EncoderWithLabelHead(model.vision_tower, 32, pooling="cls").eval()
+    pixels = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        cls = model.vision_tower(pixels)[:, 0]
+        torch.testing.assert_close(labelled(pixels), labelled.head(cls))

@@ -76,6 +76,7 @@ class TinyPresetConfig:
     connector_type: str = "mlp2x_gelu"
     connector_config: dict[str, Any] = field(default_factory=dict)
     vision_feature_layer: int | list[int] | str = -1  # "all" for the tac connector
+    vision_feature_select: str = "drop_cls"  # or "keep_cls": the CLS token goes to the connector too
     template: str = "chatml"
     max_length: int = 512
     missing_prior: str = "dummy"  # pair connectors (tac, pair_concat): "dummy" (Libra) or "learned"
@@ -96,7 +97,8 @@ class TinyPresetConfig:
         }
         return ComposeConfig(vision=vision, text=text, connector_type=self.connector_type,
                              connector_config=dict(self.connector_config),
-                             vision_feature_layer=self.vision_feature_layer, template=self.template,
+                             vision_feature_layer=self.vision_feature_layer,
+                             vision_feature_select=self.vision_feature_select, template=self.template,
                              max_length=self.max_length, resize_mode="pad", image_mean=[0.5] * 3, image_std=[0.5] * 3,
                              missing_prior=self.missing_prior)
 

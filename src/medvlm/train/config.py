@@ -86,7 +86,8 @@ class EncoderConfig:
 
     report_task: str | None = "report"  # records whose `task` is this give the labels; null: every record
     uncertain: Literal["ignore", "positive", "negative"] = "ignore"  # what an uncertain mention counts as
-    pooling: Literal["mean", "mean_max"] = "mean"  # what the label head reads: the token mean, or [mean, max]
+    # what the label head reads: the token mean, [mean, max], or the CLS token (vision_feature_select keep_cls)
+    pooling: Literal["mean", "mean_max", "cls"] = "mean"
 
 
 @dataclass

@@ -89,14 +89,16 @@ def collate_labelled(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.
             "labels": torch.stack([s["labels"] for s in samples])}
 
 
-POOLINGS = ("mean", "mean_max")
+POOLINGS = ("mean", "mean_max", "cls")
 
 
 class EncoderWithLabelHead(nn.Module):
     """The composed model's vision encoder + a linear head on the pooled tokens it hands the connector.
 
     pooling "mean": the token mean (the labels become readable from the average of the image tokens, which a
-    language model can attend to uniformly); "mean_max": [mean, max] (small findings count more).
+    language model can attend to uniformly); "mean_max": [mean, max] (small findings count more); "cls": the
+    CLS token (needs vision_feature_select="keep_cls"; the encoder pools by attention, and the language model
+    reads one token).
     forward(pixel_values (N, C, H, W)) -> logits (N, num_labels). With `vision_feature_layer="all"` the last
     layer's tokens are pooled."""
 
@@ -105,6 +107,9 @@ class EncoderWithLabelHead(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"encoder.pooling={pooling!r}: use one of {POOLINGS}")
+        if pooling == "cls" and not (vision_tower.has_cls_token and vision_tower.select == "keep_cls"):
+            raise ValueError("encoder.pooling='cls' reads the CLS token: the model needs an encoder with one and "
+                             "vision_feature_select='keep_cls' (e.g. model.preset_options.vision_feature_select)")
         self.vision_tower = vision_tower
         self.pooling = pooling
         self.head = nn.Linear((2 if pooling == "mean_max" else 1) * feature_dim, num_labels)
@@ -113,6 +118,8 @@ class EncoderWithLabelHead(nn.Module):
         features = self.vision_tower(pixel_values)
         if features.dim() == 4:  # (N, layers, tokens, dim): every layer selected
             features = features[:, -1]
+        if self.pooling == "cls":
+            return self.head(features[:, 0])
         pooled = features.mean(dim=1)
         if self.pooling == "mean_max":
             pooled = torch.cat([pooled, features.amax(dim=1)], dim=-1)
