@@ -401,7 +401,7 @@ def _metrics_table(metrics: dict) -> str:
 
 
 def _report_section(preset: str, out: Path, data: Path, n_examples: int) -> list[str]:
-    from medvlm.evaluate.html import _bar_chart
+    from medvlm.evaluate.html import _bar_chart, _per_observation_f1
     from medvlm.records import load_answers, load_questions
 
     title, folder, stages = _REPORT_SECTIONS[preset]
@@ -415,9 +415,9 @@ def _report_section(preset: str, out: Path, data: Path, n_examples: int) -> list
     curves = _loss_curves_png({stage: out / path for stage, path in stages.items()})
     if curves:
         body += ["<h3>Training loss</h3>", f'<div class="charts"><img alt="loss curves" src="{curves}"></div>']
-    per_obs = {k: v.get("f1") for k, v in (metrics["model"].get("per_observation") or {}).items()}
+    per_obs = _per_observation_f1(metrics["model"])
     if per_obs:
-        chart = _bar_chart(f"Clinical F1 per observation ({preset})", per_obs)
+        chart = _bar_chart(f"Clinical F1 per observation in the test references ({preset})", per_obs)
         body += ["<h3>Clinical F1 per observation</h3>", f'<div class="charts"><img alt="per observation" src="{chart}"></div>']
 
     answers = [a for a in load_answers(run_dir / "answers.jsonl") if a.answer_type == "report"][:n_examples]

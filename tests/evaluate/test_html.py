@@ -49,3 +49,12 @@ def test_worst_and_best_are_ranked_by_score_ignoring_missing_scores():
     worst, best = select_examples(examples, 2)
     assert [e["id"] for e in worst] == ["s1", "s3"]
     assert [e["id"] for e in best] == ["s2", "s4"]
+
+
+def test_per_observation_chart_leaves_out_observations_no_reference_has():
+    from medvlm.evaluate.html import _per_observation_f1
+
+    metrics = {"per_observation": {"Cardiomegaly": {"f1": 0.8, "support": 3},
+                                   "Fracture": {"f1": 0.0, "support": 0},  # absent everywhere: not a miss
+                                   "Edema": {"f1": 0.0, "support": 2}}}
+    assert _per_observation_f1(metrics) == {"Cardiomegaly": 0.8, "Edema": 0.0}

@@ -125,11 +125,14 @@ def _matrix_table(matrix: Sequence[Sequence[float | None]], tasks: Sequence[str]
 
 
 def _per_observation_f1(metrics: Mapping[str, Any]) -> dict[str, float | None]:
-    """Per-observation F1 from `per_observation` ({obs: F1} or {obs: {"f1": F1, ...}})."""
+    """Per-observation F1 from `per_observation` ({obs: F1} or {obs: {"f1": F1, "support": n, ...}}). An
+    observation no reference has (support 0) is left out: its F1 of 0 would read as a miss."""
     table = metrics.get("per_observation") or {}
     out: dict[str, float | None] = {}
     for name, value in table.items():
         if isinstance(value, Mapping):
+            if value.get("support") == 0:
+                continue
             value = value.get("f1")
         out[name] = value
     return out
