@@ -85,14 +85,11 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     if cfg.preset not in PRESETS:
         raise ValueError(f"DemoConfig.preset={cfg.preset!r}: use one of {PRESETS}")
     out = Path(cfg.out)
-    if cfg.fresh:
-        target = out if cfg.preset == "tiny" else out / "pretrained"
-        if target.exists():
-            shutil.rmtree(target)
-    out.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
-    run_dir = out if cfg.preset == "tiny" else out / "pretrained"
+    run_dir = out if cfg.preset == "tiny" else out / "pretrained"  # the tiny run owns OUT, pretrained a subfolder
+    if cfg.fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
     atomic_write_json(run_dir / "demo_config.json", dataclasses.asdict(cfg))
 
     _stage("1/5 synthesise the chest X-ray benchmark")

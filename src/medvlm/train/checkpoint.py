@@ -149,7 +149,8 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler, ra
     trainable = load_file(path / "trainable.safetensors")
     params = dict(model.named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in trainable]
-    unexpected = [n for n in trainable if n not in params and n not in dict(model.named_buffers())]
+    buffers = dict(model.named_buffers())
+    unexpected = [n for n in trainable if n not in params and n not in buffers]
     if missing or unexpected:
         raise RuntimeError(
             f"{path}: checkpoint does not match the model being trained "

@@ -129,14 +129,14 @@ class EncoderWithLabelHead(nn.Module):
 def label_loss_sums(model: EncoderWithLabelHead, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """Per sample: the summed binary cross-entropy over its non-ignored targets (N,), and their count (N,)."""
     logits = model(batch["pixel_values"])
-    targets = batch["labels"].to(logits.dtype)
-    keep = targets != IGNORE
-    losses = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets.clamp(min=0).float(),
+    keep = batch["labels"] != IGNORE
+    losses = nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["labels"].clamp(min=0).float(),
                                                             reduction="none")
     return (losses * keep).sum(dim=1), keep.sum(dim=1)
 
 
 def label_counts(batch: dict) -> torch.Tensor:
+    """Targets the loss counts per sample (N,): every one but the ignored."""
     return (batch["labels"] != IGNORE).sum(dim=1)
 
 

@@ -124,10 +124,11 @@ class Objective:
     loss_sums: Callable[[torch.nn.Module, dict], tuple[torch.Tensor, torch.Tensor]]
 
 
-NEXT_TOKEN = Objective(
+NEXT_TOKEN = Objective(  # finetune / align: assistant tokens
     counts=lambda batch: (batch["labels"][:, 1:] != -100).sum(dim=1),
     loss_sums=lambda model, batch: sample_loss_sums(model(**_model_inputs(batch)).logits, batch["labels"]),
 )
+PER_LABEL = Objective(counts=encoder_stage.label_counts, loss_sums=encoder_stage.label_loss_sums)  # encoder
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -152,7 +153,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     composed = model
     if cfg.recipe == "encoder":  # the encoder with a label head is what trains; the composed model is saved
         model, data = encoder_stage.build(cfg, composed, processor, records)
-        objective = Objective(counts=encoder_stage.label_counts, loss_sums=encoder_stage.label_loss_sums)
+        objective = PER_LABEL
     else:
         model = components_lib.apply(model, cfg)  # freeze / LoRA / full per component
         if cfg.run.gradient_checkpointing:
