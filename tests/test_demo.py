@@ -8,7 +8,7 @@ import pytest
 
 from medvlm.demo import DemoConfig, run_demo
 
-TINY_BUDGET = dict(studies=24, size_px=32, encoder_steps=3, align_steps=2, finetune_epochs=0.25, batch_size=8, max_new_tokens=8,
+TINY_BUDGET = dict(studies=24, test_fraction=0.1, size_px=32, encoder_steps=3, align_steps=2, finetune_steps=2, batch_size=8, max_new_tokens=8,
                    validate_every_steps=1000, meteor=False, bertscore=False, workers=1, progress=False,
                    preset_options={"patch_size": 8, "vision_stem": "conv", "vision_hidden_size": 32, "text_hidden_size": 64,
                                    "vocab_size": 300})

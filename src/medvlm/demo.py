@@ -36,21 +36,24 @@ PRESETS = ("tiny", "pretrained")
 class DemoConfig:
     out: str = "demo_out"
     preset: str = "tiny"  # "tiny" (from scratch) or "pretrained" (EfficientNet-Lite0 + SmolLM2 with LoRA)
-    studies: int = 1000  # synthetic CXR studies (10% of patients are the test set)
+    studies: int = 5000  # synthetic CXR studies (one patient each)
+    test_fraction: float = 0.02  # of the patients: 100 test studies (prediction time grows with the test set)
     size_px: int = 64
     seed: int = 0
     # the tiny preset: encoder (report labels), align, then finetune connector + LM (encoder kept)
-    encoder_steps: int = 600  # 0: no encoder stage; the finetune stage then trains the encoder too
+    encoder_steps: int = 1100  # 0: no encoder stage; the finetune stage then trains the encoder too
     encoder_lr: float = 2e-3
-    encoder_pooling: str = "mean"  # what its label head reads (medvlm.train.encoder_stage.POOLINGS)
-    align_steps: int = 30
-    finetune_epochs: float = 5.0
+    encoder_pooling: str = "mean_max"  # what its label head reads (medvlm.train.encoder_stage.POOLINGS)
+    align_steps: int = 10
+    finetune_steps: int = 285
     batch_size: int = 32
     align_lr: float = 1e-3
     finetune_lr: float = 2e-3
-    # tiny preset sizes (medvlm.models.presets.TinyPresetConfig); 16 px patches: 16 image tokens at 64 px
+    # tiny preset sizes (medvlm.models.presets.TinyPresetConfig); 16 px patches: 16 image tokens at 64 px, and
+    # two summary tokens (their mean and max: what the encoder stage's label head reads)
     preset_options: dict = field(default_factory=lambda: {"patch_size": 16, "vision_stem": "conv",
-                                                          "vision_hidden_size": 128})
+                                                          "vision_hidden_size": 128,
+                                                          "vision_feature_select": "add_pooled"})
     max_new_tokens: int = 96
     validate_every_steps: int = 80  # generation-based validation on 48 test questions; best checkpoint kept
     # the pretrained preset: one finetune stage (encoder frozen, features cached; connector full; LM LoRA)
@@ -149,7 +152,7 @@ def _synthesise(cfg: DemoConfig, data: Path) -> Path:
         if data.exists():
             shutil.rmtree(data)
         write_dataset(data, "cxr", cfg.studies, seed=cfg.seed, config=CXRConfig(size_px=cfg.size_px),
-                      workers=cfg.workers, progress=cfg.progress)
+                      test_fraction=cfg.test_fraction, workers=cfg.workers, progress=cfg.progress)
     return data
 
 
@@ -183,7 +186,7 @@ def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
         "model": {"init_from": str(align.model_dir), "preset": None},
         # an encoder taught the findings is kept as it is (and its features cached); else it learns here too
         "components": {"vision": "frozen" if cfg.encoder_steps else "full", "connector": "full", "language": "full"},
-        "optim": {"lr": cfg.finetune_lr, "batch_size": cfg.batch_size, "epochs": cfg.finetune_epochs,
+        "optim": {"lr": cfg.finetune_lr, "batch_size": cfg.batch_size, "max_steps": cfg.finetune_steps,
                   "warmup_ratio": 0.05},
         "data": {**common["data"], "validation": str(data / "test.jsonl")},
         # checkpoint choice by the teacher-forced validation loss: smooth, unlike F1 on a few dozen answers
@@ -255,7 +258,8 @@ def _dataset_matches(data: Path, cfg: DemoConfig) -> bool:
     if not card.is_file():
         return False
     info = json.loads(card.read_text())
-    return info.get("n") == cfg.studies and info.get("seed") == cfg.seed and info["config"]["size_px"] == cfg.size_px
+    return (info.get("n") == cfg.studies and info.get("seed") == cfg.seed and info["config"]["size_px"] == cfg.size_px
+            and info.get("test_fraction") == cfg.test_fraction)
 
 
 def _blank_image_folder(data: Path, blank: Path) -> Path:

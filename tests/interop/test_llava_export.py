@@ -132,6 +132,7 @@ def test_exported_chat_template_renders_like_medvlm(template, compose):
     ({"connector_type": "spatial_pool", "connector_config": {"stride": 2}}, "connector 'spatial_pool' has no Llava"),
     ({"connector_type": "mlp2x_gelu", "connector_config": {"depth": 3}}, "exactly 2 linear layers"),
     ({"vision_feature_select": "cls_only"}, "vision_feature_select='cls_only'"),
+    ({"vision_feature_select": "add_pooled"}, "vision_feature_select='add_pooled'"),
     ({"text": {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4}}, "language model 'gpt2'"),
 ])
 def test_a_model_llava_cannot_express_is_refused_with_the_reason(fields, reason, compose):

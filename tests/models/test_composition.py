@@ -107,13 +107,26 @@ def test_cached_vision_features_give_the_same_logits_as_pixels(compose):
 
 @pytest.mark.parametrize(
     ("layer", "select", "tokens", "dim"),
-    [(-2, "drop_cls", 16, 32), (-1, "keep_cls", 17, 32), ([-2, -1], "drop_cls", 16, 64), (-1, "cls_only", 1, 32)],
+    [(-2, "drop_cls", 16, 32), (-1, "keep_cls", 17, 32), ([-2, -1], "drop_cls", 16, 64), (-1, "cls_only", 1, 32),
+     (-1, "add_pooled", 18, 32)],
 )
 def test_vision_feature_selection(compose, layer, select, tokens, dim):
     model, processor = compose(connector_type="linear", vision_feature_layer=layer, vision_feature_select=select)
     features = model.encode_images(torch.zeros(2, 3, 32, 32))
     assert features.shape == (2, tokens, dim)
     assert processor.config.image_seq_length == tokens
+
+
+def test_add_pooled_appends_the_patch_tokens_mean_and_max(compose):
+    model, _ = compose(connector_type="linear", vision_feature_layer=-1, vision_feature_select="add_pooled")
+    pixels = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        hidden = model.vision_tower.model(pixel_values=pixels, output_hidden_states=True).hidden_states[-1]
+        features = model.vision_tower(pixels)
+    patches = hidden[:, 1:]  # the CLS token is left out of the tokens and of both summaries
+    torch.testing.assert_close(features[:, :16], patches)
+    torch.testing.assert_close(features[:, 16], patches.mean(dim=1))
+    torch.testing.assert_close(features[:, 17], patches.amax(dim=1))
 
 
 def test_feature_selection_that_cannot_work_is_refused(compose, vit_config):

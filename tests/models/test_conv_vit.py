@@ -28,6 +28,18 @@ def test_the_stem_gives_the_vits_token_grid():
     assert hidden.shape == (2, 1 + 16, 32)  # CLS + a 4 x 4 grid, as transformers' ViT with 8 px patches
 
 
+def test_stem_depth_adds_stride_one_convolutions_per_stage():
+    model = ConvStemViTModel(_small(stem_depth=2)).eval()
+    convs = [m for m in model.embeddings.patch_embeddings.projection.convs if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride[0] for c in convs] == [2, 1, 2, 1, 2, 1]
+    assert [c.out_channels for c in convs] == [16, 16, 32, 32, 64, 64]
+    assert model(pixel_values=torch.rand(1, 3, 32, 32)).last_hidden_state.shape == (1, 17, 32)  # same grid
+    with pytest.raises(ValueError, match="stem_depth=0"):
+        _small(stem_depth=0)
+    with pytest.raises(ValueError, match="needs vision_stem='conv'"):
+        TinyPresetConfig(vision_stem_depth=2).compose_config()
+
+
 def test_a_patch_size_the_stem_cannot_reach_is_refused():
     with pytest.raises(ValueError, match="power of two"):
         _small(patch_size=12)

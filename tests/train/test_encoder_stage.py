@@ -94,3 +94,16 @@ def test_cls_pooling_reads_the_cls_token_and_needs_it_kept():
     with torch.no_grad():
         cls = model.vision_tower(pixels)[:, 0]
         torch.testing.assert_close(labelled(pixels), labelled.head(cls))
+
+
+def test_mean_max_pooling_with_add_pooled_reads_the_two_summary_tokens():
+    from medvlm.models import TinyPresetConfig, build_model
+    from medvlm.train.encoder_stage import EncoderWithLabelHead
+
+    small = dict(image_size=32, patch_size=8, vision_hidden_size=32, text_hidden_size=64, vocab_size=300)
+    model, _ = build_model(TinyPresetConfig(**small, vision_feature_select="add_pooled"), texts=["No effusion."] * 10)
+    labelled = EncoderWithLabelHead(model.vision_tower, 32, pooling="mean_max").eval()
+    pixels = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        tokens = model.vision_tower(pixels)  # 16 patches, their mean, their max
+        torch.testing.assert_close(labelled(pixels), labelled.head(torch.cat([tokens[:, 16], tokens[:, 17]], dim=-1)))

@@ -27,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"which model to train (default: {d.preset})")
     parser.add_argument("--out", default=d.out, help=f"output folder (default: {d.out})")
     parser.add_argument("--studies", type=int, default=d.studies,
-                        help=f"synthetic CXR studies to generate; 10%% of patients form the test set (default: {d.studies})")
+                        help=f"synthetic CXR studies to generate, one patient each (default: {d.studies})")
+    parser.add_argument("--test-fraction", type=float, default=d.test_fraction,
+                        help="fraction of the patients held out as the test set; every test question is answered "
+                             f"twice (images, blank images), so it sets the prediction time (default: {d.test_fraction})")
     parser.add_argument("--size", type=int, default=d.size_px, help=f"image size in pixels (default: {d.size_px})")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed of data and training (default: {d.seed})")
     tiny = parser.add_argument_group("tiny preset")
@@ -36,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            f"training reports (0: none; the finetune stage then trains the encoder) (default: {d.encoder_steps})")
     tiny.add_argument("--align-steps", type=int, default=d.align_steps,
                       help=f"optimizer steps of the align stage (default: {d.align_steps})")
-    tiny.add_argument("--epochs", type=float, default=d.finetune_epochs,
-                      help=f"epochs of the finetune stage (default: {d.finetune_epochs})")
+    tiny.add_argument("--finetune-steps", type=int, default=d.finetune_steps,
+                      help=f"optimizer steps of the finetune stage (default: {d.finetune_steps})")
     tiny.add_argument("--batch-size", type=int, default=d.batch_size, help=f"training batch size (default: {d.batch_size})")
     pretrained = parser.add_argument_group("pretrained preset")
     pretrained.add_argument("--pretrained-steps", type=int, default=d.pretrained_steps,
@@ -58,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from medvlm.demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(
-        out=args.out, preset=args.preset, studies=args.studies, size_px=args.size, seed=args.seed,
-        encoder_steps=args.encoder_steps, align_steps=args.align_steps, finetune_epochs=args.epochs, batch_size=args.batch_size,
+        out=args.out, preset=args.preset, studies=args.studies, test_fraction=args.test_fraction, size_px=args.size, seed=args.seed,
+        encoder_steps=args.encoder_steps, align_steps=args.align_steps, finetune_steps=args.finetune_steps, batch_size=args.batch_size,
         pretrained_steps=args.pretrained_steps, pretrained_batch_size=args.pretrained_batch_size,
         pretrained_questions_per_type=args.pretrained_questions, meteor=not args.no_meteor,
         bertscore=not args.no_bertscore, workers=args.workers, fresh=args.fresh, progress=not args.no_progress,

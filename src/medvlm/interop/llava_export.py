@@ -13,7 +13,7 @@ What maps (each checked by the tests: same input_ids + pixel_values -> the same 
   feature select   drop_cls -> "default" (CLS dropped); keep_cls, or an encoder without CLS -> "full"
   language model   the causal LMs in LLAVA_TEXT_MODELS, whose logits are `lm_head(base model output)`
 What does not: spatial_pool / attn_pool / pair connectors (tac, pair_concat), vision_feature_layer="all",
-  cls_only, 1-channel encoders, EfficientNet, LMs outside LLAVA_TEXT_MODELS; export says which and why.
+  cls_only and add_pooled, 1-channel encoders, EfficientNet, LMs outside LLAVA_TEXT_MODELS; export says which and why.
 
 The processor: medvlm's tokenizer (with `<image>`), a `LlavaImageProcessorPil` (no torchvision) set to medvlm's
 resize mode, size and mean/std, and a jinja chat template that renders medvlm's template. Pixels differ a little:

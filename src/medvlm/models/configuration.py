@@ -24,7 +24,7 @@ class MedVLMConfig(PreTrainedConfig):
     connector_type: a key of `medvlm.models.connectors.CONNECTORS`; connector_config: its settings
         (e.g. {"stride": 2} for spatial_pool, {"num_queries": 16} for attn_pool).
     vision_feature_layer: int, list of ints (concatenated along the feature dim) or "all" (stacked).
-    vision_feature_select: "drop_cls", "keep_cls" or "cls_only".
+    vision_feature_select: "drop_cls", "keep_cls", "cls_only" or "add_pooled" (medvlm.models.vision).
     vision_has_cls_token: None = as the encoder table says for this architecture.
     image_token_id: id of `<image>` in the tokenizer; each placeholder is expanded to `image_seq_length` of them.
     image_seq_length: LM tokens per placeholder (per image; per current + prior pair for a pair connector);

@@ -30,10 +30,13 @@ MODEL_TYPE = "medvlm_conv_vit"
 class ConvStemViTConfig(ViTConfig):
     """ViTConfig plus the stem: `stem_channels[i]` output channels of the i-th stride-2 3x3 convolution (each
     followed by batch norm and ReLU), then a 1x1 convolution to `hidden_size`. Default: the channel widths
-    16, 32, 64, ... doubling, as many as patch_size needs (patch 16: [16, 32, 64, 128])."""
+    16, 32, 64, ... doubling, as many as patch_size needs (patch 16: [16, 32, 64, 128]).
+    `stem_depth` convolutions per stage: the first halves the resolution, the others (stride 1, same width) see
+    more context at that resolution, as in a small CNN."""
 
     model_type: ClassVar[str] = MODEL_TYPE
     stem_channels: list | None = None
+    stem_depth: int = 1
 
     def __post_init__(self, **kwargs: Any):
         patch = self.patch_size if isinstance(self.patch_size, int) else self.patch_size[0]
@@ -47,6 +50,9 @@ class ConvStemViTConfig(ViTConfig):
         if len(self.stem_channels) != stages or any(c < 1 for c in self.stem_channels):
             raise ValueError(f"ConvStemViTConfig.stem_channels={self.stem_channels}: give {stages} positive "
                              f"channel counts, one per stride-2 convolution (2 ** {stages} = patch_size {patch})")
+        if int(self.stem_depth) < 1:
+            raise ValueError(f"ConvStemViTConfig.stem_depth={self.stem_depth}: give 1 or more convolutions per stage")
+        self.stem_depth = int(self.stem_depth)
         super().__post_init__(**kwargs)
 
 
@@ -58,9 +64,10 @@ class ConvStem(nn.Module):
         layers: list[nn.Module] = []
         channels = config.num_channels
         for out in config.stem_channels:
-            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out),
-                       nn.ReLU(inplace=True)]
-            channels = out
+            for i in range(config.stem_depth):
+                layers += [nn.Conv2d(channels, out, 3, stride=2 if i == 0 else 1, padding=1, bias=False),
+                           nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+                channels = out
         self.convs = nn.Sequential(*layers)
         self.proj = nn.Conv2d(channels, config.hidden_size, 1)
 

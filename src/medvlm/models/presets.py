@@ -68,6 +68,7 @@ class TinyPresetConfig:
     # "patch": transformers' ViT (one linear map per patch); "conv": the same ViT with a convolutional stem
     # (medvlm.models.conv_vit), which learns small findings much faster from scratch; patch_size a power of two
     vision_stem: str = "patch"
+    vision_stem_depth: int = 1  # "conv" only: convolutions per stem stage (the first of each stride 2)
     text_hidden_size: int = 128
     text_layers: int = 2
     text_heads: int = 4
@@ -89,6 +90,10 @@ class TinyPresetConfig:
             "hidden_size": self.vision_hidden_size, "num_hidden_layers": self.vision_layers,
             "num_attention_heads": self.vision_heads, "intermediate_size": 4 * self.vision_hidden_size,
         }
+        if self.vision_stem == "conv":
+            vision["stem_depth"] = self.vision_stem_depth
+        elif self.vision_stem_depth != 1:
+            raise ValueError(f"TinyPresetConfig.vision_stem_depth={self.vision_stem_depth} needs vision_stem='conv'")
         text = {
             "model_type": "llama", "hidden_size": self.text_hidden_size, "num_hidden_layers": self.text_layers,
             "num_attention_heads": self.text_heads, "num_key_value_heads": self.text_kv_heads,

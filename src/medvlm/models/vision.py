@@ -8,8 +8,11 @@ Feature selection (LLaVA's `vision_feature_layer` / select strategy, written out
 - layer: an int indexes `hidden_states` (0 = embeddings, -1 = last layer, -2 = the one before, LLaVA's default);
   a list of ints concatenates those layers along the feature dim; "all" stacks every transformer layer's
   output (not the embeddings) into (num_images, num_layers, tokens, dim) for multi-layer connectors.
-- select: "drop_cls" (patch tokens only), "keep_cls" (CLS + patches), "cls_only" (the CLS token alone).
-  For an encoder without CLS, "drop_cls" keeps every token and the other two are errors.
+- select: "drop_cls" (patch tokens only), "keep_cls" (CLS + patches), "cls_only" (the CLS token alone),
+  "add_pooled" (patch tokens, then two summary tokens: their mean and their element-wise max; a small finding
+  that one patch sees stays visible in the max, and the language model reads each summary as one token). For
+  an encoder without CLS, "drop_cls" keeps every token, "add_pooled" pools all of them, and "keep_cls" /
+  "cls_only" are errors.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from transformers import (
 from medvlm.models.conv_vit import ConvStemViTModel
 from medvlm.models.efficientnet import EfficientNetLiteModel
 
-FEATURE_SELECTS = ("drop_cls", "keep_cls", "cls_only")
+FEATURE_SELECTS = ("drop_cls", "keep_cls", "cls_only", "add_pooled")
 
 
 @dataclass(frozen=True)
@@ -86,13 +89,13 @@ def num_selected_tokens(vision_config: PreTrainedConfig, select: str, has_cls_to
     """Tokens per image that leave the encoder after `select`."""
     check_select(select, has_cls_token)
     patches = num_patch_tokens(vision_config)
-    return {"drop_cls": patches, "keep_cls": patches + 1, "cls_only": 1}[select]
+    return {"drop_cls": patches, "keep_cls": patches + 1, "cls_only": 1, "add_pooled": patches + 2}[select]
 
 
 def check_select(select: str, has_cls_token: bool) -> None:
     if select not in FEATURE_SELECTS:
         raise ValueError(f"vision_feature_select={select!r}: use one of {FEATURE_SELECTS}")
-    if not has_cls_token and select != "drop_cls":
+    if not has_cls_token and select in ("keep_cls", "cls_only"):
         raise ValueError(
             f"vision_feature_select={select!r} needs a CLS token, and this encoder has none "
             "(vision_has_cls_token=False, e.g. SigLIP); use 'drop_cls', which keeps every patch token"
@@ -131,9 +134,14 @@ class VisionEncoder(nn.Module):
 
     def _select_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
         # hidden: (N, tokens, dim) with the CLS token first when the encoder has one
-        if not self.has_cls_token or self.select == "keep_cls":
+        if self.select == "cls_only":
+            return hidden[:, :1]
+        if self.select == "keep_cls":
             return hidden
-        return hidden[:, 1:] if self.select == "drop_cls" else hidden[:, :1]
+        patches = hidden[:, 1:] if self.has_cls_token else hidden
+        if self.select == "add_pooled":
+            return torch.cat([patches, patches.mean(dim=1, keepdim=True), patches.amax(dim=1, keepdim=True)], dim=1)
+        return patches
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         outputs = self.model(pixel_values=pixel_values, output_hidden_states=True, return_dict=True)

@@ -100,7 +100,8 @@ class EncoderWithLabelHead(nn.Module):
     CLS token (needs vision_feature_select="keep_cls"; the encoder pools by attention, and the language model
     reads one token).
     forward(pixel_values (N, C, H, W)) -> logits (N, num_labels). With `vision_feature_layer="all"` the last
-    layer's tokens are pooled."""
+    layer's tokens are pooled. With vision_feature_select="add_pooled" the head pools the patch tokens, so
+    "mean_max" reads exactly the two summary tokens the language model is handed."""
 
     def __init__(self, vision_tower: nn.Module, feature_dim: int, pooling: str = "mean",
                  num_labels: int = len(CHEXPERT_OBSERVATIONS)):
@@ -120,6 +121,8 @@ class EncoderWithLabelHead(nn.Module):
             features = features[:, -1]
         if self.pooling == "cls":
             return self.head(features[:, 0])
+        if self.vision_tower.select == "add_pooled":  # the last two tokens are the patches' mean and max
+            features = features[:, :-2]
         pooled = features.mean(dim=1)
         if self.pooling == "mean_max":
             pooled = torch.cat([pooled, features.amax(dim=1)], dim=-1)
