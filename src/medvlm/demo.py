@@ -36,24 +36,24 @@ PRESETS = ("tiny", "pretrained")
 class DemoConfig:
     out: str = "demo_out"
     preset: str = "tiny"  # "tiny" (from scratch) or "pretrained" (EfficientNet-Lite0 + SmolLM2 with LoRA)
-    studies: int = 5000  # synthetic CXR studies (one patient each)
-    test_fraction: float = 0.02  # of the patients: 100 test studies (prediction time grows with the test set)
+    studies: int = 3000  # synthetic CXR studies (one patient each)
+    test_fraction: float = 0.034  # of the patients: 102 test studies (prediction time grows with the test set)
     size_px: int = 64
     seed: int = 0
     # the tiny preset: encoder (report labels), align, then finetune connector + LM (encoder kept)
-    encoder_steps: int = 1100  # 0: no encoder stage; the finetune stage then trains the encoder too
+    encoder_steps: int = 800  # 0: no encoder stage; the finetune stage then trains the encoder too
     encoder_lr: float = 2e-3
     encoder_pooling: str = "mean_max"  # what its label head reads (medvlm.train.encoder_stage.POOLINGS)
     align_steps: int = 10
-    finetune_steps: int = 285
+    finetune_steps: int = 600
     batch_size: int = 32
     align_lr: float = 1e-3
     finetune_lr: float = 2e-3
     # tiny preset sizes (medvlm.models.presets.TinyPresetConfig); 16 px patches: 16 image tokens at 64 px, and
-    # two summary tokens (their mean and max: what the encoder stage's label head reads)
-    preset_options: dict = field(default_factory=lambda: {"patch_size": 16, "vision_stem": "conv",
-                                                          "vision_hidden_size": 128,
-                                                          "vision_feature_select": "add_pooled"})
+    # the findings connector's 14 finding tokens (its classifier starts as the encoder stage's label head)
+    preset_options: dict = field(default_factory=lambda: {
+        "patch_size": 16, "vision_stem": "conv", "vision_hidden_size": 128, "connector_type": "findings",
+        "connector_config": {"pooling": "mean_max"}})
     max_new_tokens: int = 96
     validate_every_steps: int = 80  # generation-based validation on 48 test questions; best checkpoint kept
     # the pretrained preset: one finetune stage (encoder frozen, features cached; connector full; LM LoRA)
@@ -161,7 +161,8 @@ def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
 
     preset_options = {"image_size": cfg.size_px, **cfg.preset_options}
     common = dict(
-        data={"train": str(data / "train.json"), "image_folder": str(data)},
+        # reports (~100 tokens) and multi-turn VQA (~150, up to ~400) batched by length: far less padding
+        data={"train": str(data / "train.json"), "image_folder": str(data), "group_by_length": True},
         run={"seed": cfg.seed, "progress": cfg.progress, "log_every_steps": 10},
     )
     start = {"preset": "tiny", "preset_options": preset_options}
@@ -178,7 +179,8 @@ def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
         **common, "recipe": "align",
         "model": start,
         "optim": {"lr": cfg.align_lr, "batch_size": cfg.batch_size, "max_steps": cfg.align_steps, "warmup_ratio": 0.1},
-        "run": {**common["run"], "output_dir": str(out / "align"), "cache_vision_features": True},
+        "run": {**common["run"], "output_dir": str(out / "align"), "cache_vision_features": True,
+                "feature_cache_dir": str(out / "feature_cache")},
     })
     align = train(align_cfg)
     finetune_cfg = _train_config(TrainConfig, {
@@ -192,7 +194,9 @@ def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
         # checkpoint choice by the teacher-forced validation loss: smooth, unlike F1 on a few dozen answers
         "validation": {"every_steps": cfg.validate_every_steps, "max_samples": 48,
                        "max_new_tokens": cfg.max_new_tokens, "metric": "loss"},
-        "run": {**common["run"], "output_dir": str(out / "finetune"), "cache_vision_features": bool(cfg.encoder_steps)},
+        # the align stage's cache: the same frozen encoder, so its images are encoded once
+        "run": {**common["run"], "output_dir": str(out / "finetune"), "cache_vision_features": bool(cfg.encoder_steps),
+                "feature_cache_dir": str(out / "feature_cache")},
     })
     return train(finetune_cfg).model_dir
 

@@ -30,6 +30,7 @@ CONNECTOR_SETTINGS = {
     "mlp2x_gelu": ({}, 16),
     "spatial_pool": ({"stride": 2}, 4),  # 4x4 grid pooled by 2 -> 2x2
     "attn_pool": ({"num_queries": 3, "num_heads": 4}, 3),
+    "findings": ({"num_labels": 5}, 16 + 5),  # the image tokens, then one token per finding
 }
 
 
@@ -55,6 +56,31 @@ def test_each_connector_composes_trains_and_knows_its_token_count(compose, conne
     out.loss.backward()
     assert all(p.grad is not None for p in model.connector.parameters())
     assert model.get_image_features(batch["pixel_values"]).shape == (1, tokens_per_image, 64)
+
+
+def test_findings_tokens_carry_the_classifier_probabilities(compose):
+    from torch import nn
+
+    model, _ = compose(connector_type="findings", connector_config={"num_labels": 3, "pooling": "mean_max"})
+    connector = model.connector.eval()
+    features = torch.randn(2, 16, 32)
+    with torch.no_grad():
+        connector.classifier.weight.zero_()
+        connector.classifier.bias.copy_(torch.tensor([-30.0, 0.0, 30.0]))  # p = 0, 0.5, 1
+        out = connector(features)
+    assert out.shape == (2, 16 + 3, 64)
+    torch.testing.assert_close(out[:, :16], connector.mlp(features))
+    expected = connector.label_embedding + torch.tensor([0.0, 0.5, 1.0])[:, None] * connector.present_embedding
+    torch.testing.assert_close(out[:, 16:], expected.expand(2, -1, -1))
+    # the classifier reads [mean, max] over the tokens, as the encoder stage's mean_max head does
+    pooled = torch.cat([features.mean(1), features.amax(1)], dim=-1)
+    torch.testing.assert_close(connector.finding_logits(features), connector.classifier(pooled))
+
+    head = nn.Linear(64, 3)
+    connector.load_label_head(head, "mean_max")
+    torch.testing.assert_close(connector.classifier.weight, head.weight)
+    with pytest.raises(ValueError, match="give encoder.pooling and connector_config.pooling the same value"):
+        connector.load_label_head(nn.Linear(32, 3), "mean")
 
 
 def test_images_are_spliced_in_placeholder_order(compose):

@@ -107,3 +107,22 @@ def test_mean_max_pooling_with_add_pooled_reads_the_two_summary_tokens():
     with torch.no_grad():
         tokens = model.vision_tower(pixels)  # 16 patches, their mean, their max
         torch.testing.assert_close(labelled(pixels), labelled.head(torch.cat([tokens[:, 16], tokens[:, 17]], dim=-1)))
+
+
+def test_the_encoder_stage_hands_its_label_head_to_a_findings_connector(tmp_path):
+    import medvlm
+    from medvlm.models import TinyPresetConfig, build_model
+    from medvlm.train.encoder_stage import EncoderWithLabelHead, export
+
+    small = dict(image_size=32, patch_size=8, vision_hidden_size=32, text_hidden_size=64, vocab_size=300,
+                 connector_type="findings", connector_config={"pooling": "mean_max"})
+    model, processor = build_model(TinyPresetConfig(**small), texts=["No effusion."] * 10)
+    labelled = EncoderWithLabelHead(model.vision_tower, 32, pooling="mean_max")
+    torch.nn.init.normal_(labelled.head.weight)
+    export(model, labelled, processor, tmp_path / "model")
+    loaded, _ = medvlm.load(tmp_path / "model")
+    torch.testing.assert_close(loaded.connector.classifier.weight, labelled.head.weight.detach())
+    pixels = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():  # the connector's classifier reads what the head read: the same logits
+        torch.testing.assert_close(loaded.connector.finding_logits(loaded.vision_tower.eval()(pixels)),
+                                   labelled.eval()(pixels))

@@ -26,6 +26,28 @@ def test_sampler_restarts_mid_epoch_where_it_stopped():
     assert _take(resumed, 5) == full[7:12]
 
 
+def test_group_by_length_batches_similar_lengths_and_still_covers_and_resumes():
+    import random
+
+    rng = random.Random(0)
+    lengths = [rng.choice([90, 100, 110]) if i % 2 else rng.choice([150, 300, 400]) for i in range(101)]
+    plain = GlobalBatchSampler(101, batch_size=4, world_size=1, rank=0, seed=1)
+    grouped = GlobalBatchSampler(101, batch_size=4, world_size=1, rank=0, seed=1, lengths=lengths)
+    epoch = _take(grouped, grouped.batches_per_epoch)
+    assert sorted(i for batch in epoch for i in batch) == list(range(101))  # each sample once per epoch
+    assert [len(b) for b in epoch][-1] == 1  # the partial batch stays last
+
+    def padding(batches):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+    assert padding(epoch) < padding(_take(plain, plain.batches_per_epoch)) / 3
+    assert epoch != sorted(epoch, key=lambda b: -max(lengths[i] for i in b))  # batch order still shuffled
+    two_epochs = _take(GlobalBatchSampler(101, 4, 1, 0, 1, lengths), 2 * grouped.batches_per_epoch)
+    resumed = GlobalBatchSampler(101, 4, 1, 0, 1, lengths)
+    resumed.start_epoch, resumed.start_batch = 1, 5
+    assert _take(resumed, 3) == two_epochs[grouped.batches_per_epoch + 5 : grouped.batches_per_epoch + 8]
+
+
 def test_loss_counts_only_labelled_tokens():
     logits = torch.zeros(1, 4, 5)
     labels = torch.tensor([[-100, 2, -100, 3]])
@@ -50,3 +72,24 @@ def test_per_sample_sums_let_a_one_word_answer_weigh_as_much_as_a_report():
     assert counts.tolist() == [5, 1]
     per_sample_mean = sums / counts
     assert torch.allclose(per_sample_mean, torch.log(torch.tensor(5.0)).repeat(2))
+
+
+def test_a_shared_feature_cache_is_reused_for_the_same_encoder_and_rebuilt_for_another(tiny_cxr, tmp_path):
+    from medvlm.data.dataset import TrainingDataset
+    from medvlm.models import TinyPresetConfig, build_model
+    from medvlm.train.builders import CachedFeatureDataset
+
+    small = dict(image_size=32, patch_size=8, vision_hidden_size=32, text_hidden_size=64, vocab_size=300)
+    model, processor = build_model(TinyPresetConfig(**small), texts=["No effusion."] * 10)
+    dataset = TrainingDataset.from_file(tiny_cxr / "train.json", processor, image_folder=tiny_cxr)
+    cache = tmp_path / "shared_cache"
+    first = CachedFeatureDataset.build(dataset, model, cache, progress=False)
+    calls = []
+    encode = model.encode_images
+    model.encode_images = lambda pixels: calls.append(len(pixels)) or encode(pixels)
+    again = CachedFeatureDataset.build(dataset, model, cache, progress=False)  # a later stage, same encoder
+    assert calls == [] and torch.equal(again.features["0"], first.features["0"])
+    model.vision_tower.select = "keep_cls"  # other features from the same weights: encoded again
+    other = CachedFeatureDataset.build(dataset, model, cache, progress=False)
+    assert sum(calls) == len(other.features) - 1  # every image (the fingerprint is the one other entry)
+    assert other.features["0"].shape[0] == first.features["0"].shape[0] + 1  # the CLS token kept

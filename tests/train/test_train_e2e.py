@@ -35,7 +35,9 @@ def _weights(run_dir):
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_to_the_same_weights(tiny_cxr, tmp_path):
-    steps = ["optim.max_steps=24", "optim.batch_size=4", "run.save_every_steps=4", "run.keep_last=10", CONV_STEM]
+    # batches grouped by length: the grouped order must resume exactly too
+    steps = ["optim.max_steps=24", "optim.batch_size=4", "run.save_every_steps=4", "run.keep_last=10", CONV_STEM,
+             "data.group_by_length=true"]
     subprocess.run(_command(tiny_cxr, tmp_path / "straight", *steps), check=True, env=_env(), capture_output=True)
 
     killed = tmp_path / "killed"

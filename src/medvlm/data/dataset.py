@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from medvlm.data.processor import EncodedSample, MedVLMProcessor
@@ -42,6 +43,17 @@ class TrainingDataset(Dataset):
         """The record's images in placeholder order, its named prior (if any) last: [current, prior] for a pair."""
         paths = record.images + ([record.prior_image] if record.prior_image is not None else [])
         return [resolve_path(p, self.image_folder, self.record_file) for p in paths]
+
+    def text_sample(self, index: int) -> EncodedSample:
+        """The record's tokens and labels without reading its images (pixel_values None)."""
+        record = self.records[index]
+        blank = np.zeros((1, 1), dtype=np.uint8)  # the image count sets the placeholders, not the pixels
+        return self.processor.encode(record.conversations, [blank] * len(self.image_paths(record)), pixels=False,
+                                     where=f"{self.record_file} record {index} (id {record.id})")
+
+    def lengths(self) -> list[int]:
+        """Tokens per sample, image tokens included (data.group_by_length)."""
+        return [len(self.text_sample(i).input_ids) for i in range(len(self))]
 
     def __getitem__(self, index: int) -> EncodedSample:
         record = self.records[index]

@@ -253,6 +253,7 @@ class MedVLMProcessor:
         add_generation_prompt: bool = False,
         truncate: bool = True,
         where: str = "sample",
+        pixels: bool = True,
     ) -> EncodedSample:
         """A conversation (records' Turns, {"from", "value"} dicts or Messages) and its images -> EncodedSample.
 
@@ -260,6 +261,7 @@ class MedVLMProcessor:
         (a record's named `prior` key): the same as images=[current, prior_image].
         add_generation_prompt: the conversation ends with a human turn and the model is to answer (no labels).
         where: names the sample in error messages (e.g. "train.json record 17").
+        pixels: False leaves pixel_values None (the images only set the placeholders: token counts, cached features).
         """
         images = list(images)
         if prior_image is not None:
@@ -283,7 +285,8 @@ class MedVLMProcessor:
         if truncate and not add_generation_prompt and len(input_ids) > self.config.max_length:
             input_ids, labels = self._truncate(input_ids, labels, where)
         return EncodedSample(input_ids=input_ids, labels=None if add_generation_prompt else labels,
-                             pixel_values=self.preprocess_images(images), prior_present=prior_present)
+                             pixel_values=self.preprocess_images(images) if pixels else None,
+                             prior_present=prior_present)
 
     def _truncate(self, input_ids: list[int], labels: list[int], where: str) -> tuple[list[int], list[int]]:
         max_length = self.config.max_length

@@ -76,7 +76,8 @@ def build_training_data(cfg: TrainConfig, model, processor: MedVLMProcessor, rec
     collate = Collator(processor.tokenizer.pad_token_id, padding_side="right")
     if cfg.run.cache_vision_features:
         with accelerator.main_process_first():
-            dataset = CachedFeatureDataset.build(dataset, model, run_dir / "feature_cache",
+            cache_dir = Path(cfg.run.feature_cache_dir) if cfg.run.feature_cache_dir else run_dir / "feature_cache"
+            dataset = CachedFeatureDataset.build(dataset, model, cache_dir,
                                                  progress=cfg.run.progress and accelerator.is_main_process)
         collate = FeatureCollator(collate)
     validation = None
@@ -109,7 +110,7 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
             for p in dataset.image_paths(record):
                 keys.append(paths.setdefault(str(p), len(paths)))
             image_keys.append(keys)
-        fingerprint = _encoder_fingerprint(base_model(model).vision_tower, list(paths))
+        fingerprint = _encoder_fingerprint(base_model(model).vision_tower, list(paths), dataset.processor.config)
         cache_file = cache_dir / "features.safetensors"
         features: dict[str, torch.Tensor] = {}
         if cache_file.is_file():
@@ -136,17 +137,14 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
 
             with atomic_path(cache_file) as tmp:
                 save_file(features, tmp)
-        samples = []
-        blank = torch.zeros(1, dataset.processor.config.num_channels, 1, 1)
-        for index, record in enumerate(dataset.records):
-            # text only: the image count matters for the placeholders, not the pixels
-            dummy = [blank[0, 0].numpy()] * len(image_keys[index])
-            sample = dataset.processor.encode(record.conversations, dummy, where=f"record {index} (id {record.id})")
-            samples.append(EncodedSample(sample.input_ids, sample.labels, None, sample.prior_present))
+        samples = [dataset.text_sample(index) for index in range(len(dataset))]
         return cls(samples, image_keys, features)
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def lengths(self) -> list[int]:
+        return [len(sample.input_ids) for sample in self.samples]
 
     def __getitem__(self, index: int) -> EncodedSample:
         sample = self.samples[index]
@@ -170,11 +168,13 @@ class FeatureCollator:
         return batch
 
 
-def _encoder_fingerprint(vision_model, paths: list[str]) -> torch.Tensor:
-    """A small tensor that changes when the encoder weights or the image list change."""
+def _encoder_fingerprint(vision_model, paths: list[str], processor_config) -> torch.Tensor:
+    """A small tensor that changes when the encoder weights, its feature selection, the image preprocessing or the
+    image list change."""
     import hashlib
 
     h = hashlib.sha256()
+    h.update(repr((vision_model.layer, vision_model.select, processor_config)).encode())
     for name, tensor in sorted(vision_model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().float().cpu().numpy().tobytes()[:4096])

@@ -30,6 +30,9 @@ class DataConfig:
     image_folder: str | None = None  # image paths in records resolve here (default: the records file's folder)
     validation: str | None = None  # questions JSONL with `reference` (and `answer_type`) for generation-based validation
     max_length: int = 512  # tokens per sample, image tokens included
+    # batches of samples of similar length (less padding; much faster when short and long records mix, e.g.
+    # reports and multi-turn VQA); the order stays seeded and resumable
+    group_by_length: bool = False
     skip_bad: bool = False  # skip (and list) bad records instead of failing on the first
     num_workers: int = 0  # DataLoader worker processes
 
@@ -100,6 +103,9 @@ class RunConfig:
     save_every_steps: int = 0  # 0: only at the end
     keep_last: int = 2  # step checkpoints kept (the best one is kept besides)
     cache_vision_features: bool = False  # frozen encoder: compute its features once, reuse every epoch
+    # where the cache lives (None: OUTPUT_DIR/feature_cache); stages that share an encoder can share one folder:
+    # the cache is rebuilt whenever the encoder's weights or the image list differ
+    feature_cache_dir: str | None = None
     tensorboard: bool = True
     progress: bool = True
 

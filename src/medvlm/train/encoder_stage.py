@@ -171,14 +171,19 @@ def build(cfg, composed, processor, records) -> tuple[EncoderWithLabelHead, obje
     for p in composed.vision_tower.parameters():
         p.requires_grad_(True)
     model = EncoderWithLabelHead(composed.vision_tower, feature_dim(composed), pooling=cfg.encoder.pooling)
+    if hasattr(composed.connector, "load_label_head"):  # refuse a head the connector cannot take before training
+        composed.connector.load_label_head(model.head, model.pooling)
     data = TrainingData(dataset=LabelledImageDataset(images, processor), collate=collate_labelled, validation=None)
     return model, data
 
 
 def export(composed, labelled: EncoderWithLabelHead, processor, model_dir: os.PathLike) -> None:
-    """The composed model (its encoder trained) as a medvlm model folder, plus `label_head.safetensors`."""
+    """The composed model (its encoder trained) as a medvlm model folder, plus `label_head.safetensors`. A
+    connector with a classifier of its own (`findings`) gets the label head's weights."""
     from medvlm.fileio import atomic_dir
 
+    if hasattr(composed.connector, "load_label_head"):  # e.g. the findings connector: its classifier starts here
+        composed.connector.load_label_head(labelled.head, labelled.pooling)
     with atomic_dir(model_dir) as tmp:
         composed.save_pretrained(tmp)
         processor.save_pretrained(tmp)

@@ -59,16 +59,24 @@ class TrainResult:
     best_step: int | None = None
 
 
+GROUP_BATCHES = 16  # data.group_by_length: global batches sorted together by length
+
+
 class GlobalBatchSampler:
     """Yields this process's share of each global micro-batch, in a seeded per-epoch order.
 
     The order of epoch e is a permutation seeded by (seed, e); a global micro-batch is `global_batch`
     consecutive indices of it and rank r takes slice r. Starting at (epoch, batch) makes resume exact.
     With several processes the last partial global batch of an epoch is dropped (every rank must step).
+    `lengths` (tokens per sample) groups samples of similar length into the same batch (data.group_by_length).
     """
 
-    def __init__(self, n: int, batch_size: int, world_size: int, rank: int, seed: int):
+    def __init__(self, n: int, batch_size: int, world_size: int, rank: int, seed: int,
+                 lengths: list[int] | None = None):
         self.n, self.batch_size, self.world_size, self.rank, self.seed = n, batch_size, world_size, rank, seed
+        if lengths is not None and len(lengths) != n:
+            raise ValueError(f"lengths has {len(lengths)} entries for {n} samples")
+        self.lengths = lengths
         self.global_batch = batch_size * world_size
         full, rest = divmod(n, self.global_batch)
         self.batches_per_epoch = full + (1 if rest and world_size == 1 else 0)
@@ -82,7 +90,20 @@ class GlobalBatchSampler:
 
     def order(self, epoch: int) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.n, generator=g).tolist()
+        order = torch.randperm(self.n, generator=g).tolist()
+        if self.lengths is None:
+            return order
+        # group by length (as transformers' group_by_length / LLaVA's grouped sampler): sort each run of
+        # GROUP_BATCHES global batches by length, cut it into global batches, then shuffle the full batches, so
+        # a batch pads to similar lengths and the order stays random; the partial batch, if any, stays last
+        mega = self.global_batch * GROUP_BATCHES
+        grouped = []
+        for start in range(0, self.n, mega):
+            grouped += sorted(order[start : start + mega], key=lambda i: -self.lengths[i])
+        full = self.n // self.global_batch
+        batches = [grouped[b * self.global_batch : (b + 1) * self.global_batch] for b in range(full)]
+        shuffled = [batches[i] for i in torch.randperm(full, generator=g).tolist()]
+        return [i for batch in shuffled for i in batch] + grouped[full * self.global_batch :]
 
     def __iter__(self) -> Iterator[list[int]]:
         epoch, batch = self.start_epoch, self.start_batch
@@ -165,7 +186,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     optimizer = torch.optim.AdamW(
         trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas)
     )
-    sampler = GlobalBatchSampler(len(data.dataset), cfg.optim.batch_size, world, rank, cfg.run.seed)
+    # the encoder recipe's samples are images, all one size: nothing to group
+    lengths = data.dataset.lengths() if cfg.data.group_by_length and cfg.recipe != "encoder" else None
+    sampler = GlobalBatchSampler(len(data.dataset), cfg.optim.batch_size, world, rank, cfg.run.seed, lengths)
     steps_per_epoch = math.ceil(sampler.batches_per_epoch / cfg.optim.grad_accum)
     total_steps = cfg.optim.max_steps or max(1, math.ceil(cfg.optim.epochs * steps_per_epoch))
     warmup = int(cfg.optim.warmup_ratio * total_steps)

@@ -13,6 +13,7 @@ placeholder; with them a prior is simply a second image with its own placeholder
 """
 
 from medvlm.models.connectors.attn_pool import AttentionPoolConnector
+from medvlm.models.connectors.findings import FindingsConnector
 from medvlm.models.connectors.linear import LinearConnector
 from medvlm.models.connectors.mlp import MLPConnector
 from medvlm.models.connectors.pair_concat import PairConcatConnector
@@ -27,6 +28,7 @@ CONNECTORS = {
     "attn_pool": AttentionPoolConnector,
     "tac": TemporalAlignmentConnector,
     "pair_concat": PairConcatConnector,
+    "findings": FindingsConnector,
 }
 
 
@@ -37,5 +39,5 @@ def connector_class(connector_type: str):
         raise ValueError(f"connector_type={connector_type!r}: use one of {sorted(CONNECTORS)}") from None
 
 
-__all__ = ["CONNECTORS", "AttentionPoolConnector", "LinearConnector", "MLPConnector", "PairConcatConnector",
+__all__ = ["CONNECTORS", "AttentionPoolConnector", "FindingsConnector", "LinearConnector", "MLPConnector", "PairConcatConnector",
            "SpatialPoolConnector", "TemporalAlignmentConnector", "connector_class"]
