@@ -6,6 +6,8 @@
 2. The align stage (connector only, encoder and LM frozen) with cached encoder features vs running the
    encoder on decoded images every step. Goal >= 3x. Measured with an encoder the size of the ones the
    reference systems freeze in that stage relative to the LM (see --vision-*), and with the tiny preset.
+3. The finetune stage with batches grouped by length (data.group_by_length) vs in random order: mean seconds
+   per step over the same number of batches of the demo's model and data mix (reports and multi-turn VQA).
 
     .venv/bin/python benchmarks/train_speed.py [--steps 20] [--batch-size 16]
 """
@@ -132,6 +134,63 @@ def compare_feature_cache(args, data_dir: Path, preset_kwargs: dict) -> tuple[fl
     return results[0][0], results[1][0], results[1][1]
 
 
+def compare_group_by_length(args, data_dir: Path, preset_kwargs: dict) -> tuple[float, float]:
+    """Seconds per finetune step (cached features, connector + LM trained) over the same number of batches drawn
+    in random order vs grouped by length (data.group_by_length); batches alternate between the two orders."""
+    from medvlm.config import build_config
+    from medvlm.train import components
+    from medvlm.train.builders import build_model_and_processor, build_training_data
+    from medvlm.train.config import TrainConfig
+    from medvlm.train.recipe import GlobalBatchSampler, token_loss_sum
+
+    class _NoAccelerator:
+        is_main_process = True
+
+        def main_process_first(self):
+            import contextlib
+
+            return contextlib.nullcontext()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = build_config(TrainConfig, {
+            "recipe": "finetune", "components": {"vision": "frozen", "connector": "full", "language": "full"},
+            "model": {"preset": "tiny", "preset_options": {"image_size": args.size, **preset_kwargs}},
+            "data": {"train": str(data_dir / "train.json"), "image_folder": str(data_dir)},
+            "run": {"output_dir": f"{tmp}/run", "cache_vision_features": True, "progress": False},
+        })
+        torch.manual_seed(0)
+        model, processor, records = build_model_and_processor(cfg)
+        model = components.apply(model, cfg)
+        data = build_training_data(cfg, model, processor, records, Path(cfg.run.output_dir), _NoAccelerator())
+        n = len(data.dataset)
+        orders = [GlobalBatchSampler(n, args.batch_size, 1, 0, seed=0),
+                  GlobalBatchSampler(n, args.batch_size, 1, 0, seed=0, lengths=data.dataset.lengths())]
+        count = args.batches * args.repeats
+        batches = [[data.collate([data.dataset[i] for i in idx]) for idx in _first(iter(o), count)] for o in orders]
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+
+        def step(batch):
+            batch = dict(batch)
+            labels = batch.pop("labels")
+            loss, tokens = token_loss_sum(model(**batch, use_cache=False).logits, labels)
+            (loss / tokens).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        step(batches[0][0])  # warm-up
+        times: list[list[float]] = [[], []]
+        for i in range(count):
+            for which in (0, 1):
+                t = time.perf_counter()
+                step(batches[which][i])
+                times[which].append(time.perf_counter() - t)
+    return statistics.mean(times[0]), statistics.mean(times[1])
+
+
+def _first(iterator, k: int) -> list:
+    return [next(iterator) for _ in range(k)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -160,6 +219,10 @@ def main() -> None:
             rows.append((f"align step, {name}: encoder every step", plain, ""))
             rows.append((f"align step, {name}: cached features", cached,
                          f"speed-up {plain / cached:.2f}x (cache built once in {build:.1f} s)"))
+        demo_model = {**demo_encoder, "connector_type": "findings"}
+        plain, grouped = compare_group_by_length(args, data_dir, demo_model)
+        rows.append(("finetune step, demo model: batches in random order", plain, "(mean over the same count)"))
+        rows.append(("finetune step, demo model: grouped by length", grouped, f"speed-up {plain / grouped:.2f}x"))
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement':<{width}}  {'s/step':>8}  ratio")
     for name, seconds, note in rows:
