@@ -101,7 +101,8 @@ def train_variant(name: str, connector: str, layer, missing_prior: str, train_fi
         "data": {"train": str(train_file)},
         "components": {"vision": "frozen" if args.encoder_steps else "full", "connector": "full", "language": "full"},
         "optim": {"lr": args.lr, "batch_size": args.batch_size, "max_steps": args.steps, "warmup_ratio": 0.05},
-        "run": {**run, "output_dir": str(out / name)},
+        # a taught encoder stays frozen: its features are computed once (same steps, less time)
+        "run": {**run, "output_dir": str(out / name), "cache_vision_features": bool(args.encoder_steps)},
     })
     result = train(cfg)
     result.seconds += seconds

@@ -38,6 +38,38 @@ def _timed_interleaved(step_fns, batches, repeats: int) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
+class _NoAccelerator:
+    """What build_training_data needs of an Accelerator, for one process."""
+
+    is_main_process = True
+
+    def main_process_first(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def _stage_setup(recipe: dict, args, data_dir: Path, preset_kwargs: dict, output_dir: str, cache: bool):
+    """(model with its recipe's trainable parts, training data, seconds to build the data) for a tiny-preset run."""
+    from medvlm.config import build_config
+    from medvlm.train import components
+    from medvlm.train.builders import build_model_and_processor, build_training_data
+    from medvlm.train.config import TrainConfig
+
+    cfg = build_config(TrainConfig, {
+        **recipe,
+        "model": {"preset": "tiny", "preset_options": {"image_size": args.size, **preset_kwargs}},
+        "data": {"train": str(data_dir / "train.json"), "image_folder": str(data_dir)},
+        "run": {"output_dir": output_dir, "cache_vision_features": cache, "progress": False},
+    })
+    torch.manual_seed(0)
+    model, processor, records = build_model_and_processor(cfg)
+    model = components.apply(model, cfg)
+    t = time.perf_counter()
+    data = build_training_data(cfg, model, processor, records, Path(output_dir), _NoAccelerator())
+    return model, data, time.perf_counter() - t
+
+
 def _llava_twin(model):
     """A LlavaForConditionalGeneration with medvlm model's sizes and weights."""
     from transformers import LlavaConfig, LlavaForConditionalGeneration
@@ -87,35 +119,13 @@ def compare_with_llava(args, data_dir: Path) -> tuple[float, float]:
 
 def compare_feature_cache(args, data_dir: Path, preset_kwargs: dict) -> tuple[float, float, float]:
     """(seconds/step without cache, with cache, one-time cache build) for the align stage."""
-    from medvlm.config import build_config
-    from medvlm.train import components
-    from medvlm.train.builders import build_model_and_processor, build_training_data
-    from medvlm.train.config import TrainConfig
     from medvlm.train.recipe import token_loss_sum
-
-    class _NoAccelerator:
-        is_main_process = True
-
-        def main_process_first(self):
-            import contextlib
-
-            return contextlib.nullcontext()
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for cache in (False, True):
-            cfg = build_config(TrainConfig, {
-                "recipe": "align",
-                "model": {"preset": "tiny", "preset_options": {"image_size": args.size, **preset_kwargs}},
-                "data": {"train": str(data_dir / "train.json"), "image_folder": str(data_dir)},
-                "run": {"output_dir": f"{tmp}/run{int(cache)}", "cache_vision_features": cache, "progress": False},
-            })
-            torch.manual_seed(0)
-            model, processor, records = build_model_and_processor(cfg)
-            model = components.apply(model, cfg)
-            t = time.perf_counter()
-            data = build_training_data(cfg, model, processor, records, Path(cfg.run.output_dir), _NoAccelerator())
-            build_s = time.perf_counter() - t
+            model, data, build_s = _stage_setup({"recipe": "align"}, args, data_dir, preset_kwargs,
+                                                f"{tmp}/run{int(cache)}", cache)
             loader = torch.utils.data.DataLoader(data.dataset, batch_size=args.batch_size, collate_fn=data.collate)
             opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
             it = iter(loader)
@@ -137,31 +147,11 @@ def compare_feature_cache(args, data_dir: Path, preset_kwargs: dict) -> tuple[fl
 def compare_group_by_length(args, data_dir: Path, preset_kwargs: dict) -> tuple[float, float]:
     """Seconds per finetune step (cached features, connector + LM trained) over the same number of batches drawn
     in random order vs grouped by length (data.group_by_length); batches alternate between the two orders."""
-    from medvlm.config import build_config
-    from medvlm.train import components
-    from medvlm.train.builders import build_model_and_processor, build_training_data
-    from medvlm.train.config import TrainConfig
     from medvlm.train.recipe import GlobalBatchSampler, token_loss_sum
 
-    class _NoAccelerator:
-        is_main_process = True
-
-        def main_process_first(self):
-            import contextlib
-
-            return contextlib.nullcontext()
-
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = build_config(TrainConfig, {
-            "recipe": "finetune", "components": {"vision": "frozen", "connector": "full", "language": "full"},
-            "model": {"preset": "tiny", "preset_options": {"image_size": args.size, **preset_kwargs}},
-            "data": {"train": str(data_dir / "train.json"), "image_folder": str(data_dir)},
-            "run": {"output_dir": f"{tmp}/run", "cache_vision_features": True, "progress": False},
-        })
-        torch.manual_seed(0)
-        model, processor, records = build_model_and_processor(cfg)
-        model = components.apply(model, cfg)
-        data = build_training_data(cfg, model, processor, records, Path(cfg.run.output_dir), _NoAccelerator())
+        finetune = {"recipe": "finetune", "components": {"vision": "frozen", "connector": "full", "language": "full"}}
+        model, data, _ = _stage_setup(finetune, args, data_dir, preset_kwargs, f"{tmp}/run", True)
         n = len(data.dataset)
         orders = [GlobalBatchSampler(n, args.batch_size, 1, 0, seed=0),
                   GlobalBatchSampler(n, args.batch_size, 1, 0, seed=0, lengths=data.dataset.lengths())]

@@ -45,7 +45,7 @@ class DemoConfig:
     encoder_lr: float = 2e-3
     encoder_pooling: str = "mean_max"  # what its label head reads (medvlm.train.encoder_stage.POOLINGS)
     align_steps: int = 10
-    finetune_steps: int = 600
+    finetune_steps: int = 560
     batch_size: int = 32
     align_lr: float = 1e-3
     finetune_lr: float = 2e-3
