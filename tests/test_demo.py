@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from medvlm.demo import DemoConfig, run_demo
 
 TINY_BUDGET = dict(studies=24, test_fraction=0.1, size_px=32, encoder_steps=3, align_steps=2, finetune_steps=2, batch_size=8, max_new_tokens=8,
                    validate_every_steps=1000, meteor=False, bertscore=False, workers=1, progress=False,
                    preset_options={"patch_size": 8, "vision_stem": "conv", "vision_hidden_size": 32, "text_hidden_size": 64,
-                                   "vocab_size": 300})
+                                   "vocab_size": 300, "connector_type": "findings",
+                                   "connector_config": {"pooling": "mean_max"}})
 
 
 @pytest.mark.slow
@@ -26,6 +29,10 @@ def test_tiny_then_pretrained_demo_share_data_and_one_report(tmp_path):
     assert 0 <= tiny.metrics["model"]["clinical_micro_f1_14"] <= 1
     assert (out / "finetune" / "model" / "model.safetensors").is_file()
     assert (out / "encoder" / "model" / "label_head.safetensors").is_file()  # the encoder stage ran first
+    # its label head became the findings connector's classifier
+    head = load_file(out / "encoder" / "model" / "label_head.safetensors")
+    encoder_stage = load_file(out / "encoder" / "model" / "model.safetensors")
+    assert torch.equal(encoder_stage["connector.classifier.weight"], head["weight"])
     page = tiny.report_html.read_text()
     assert "Tiny preset" in page and "Pretrained preset" not in page and "data:image/png;base64," in page
 
