@@ -104,7 +104,8 @@ class RunConfig:
     keep_last: int = 2  # step checkpoints kept (the best one is kept besides)
     cache_vision_features: bool = False  # frozen encoder: compute its features once, reuse every epoch
     # where the cache lives (None: OUTPUT_DIR/feature_cache); stages that share an encoder can share one folder:
-    # the cache is rebuilt whenever the encoder's weights or the image list differ
+    # the cache is rebuilt whenever the encoder's weights, its feature selection, the preprocessing or the
+    # image list differ
     feature_cache_dir: str | None = None
     tensorboard: bool = True
     progress: bool = True
