@@ -83,6 +83,13 @@ def test_findings_tokens_carry_the_classifier_probabilities(compose):
         connector.load_label_head(nn.Linear(32, 3), "mean")
 
 
+def test_a_findings_classifier_kept_as_it_came_gets_no_gradient(compose):
+    model, _ = compose(connector_type="findings", connector_config={"num_labels": 3, "train_classifier": False})
+    model.connector(torch.randn(2, 16, 32)).sum().backward()
+    assert model.connector.classifier.weight.grad is None
+    assert model.connector.present_embedding.grad is not None and model.connector.mlp[0].weight.grad is not None
+
+
 def test_images_are_spliced_in_placeholder_order(compose):
     model, processor = compose(connector_type="linear")
     model.eval()

@@ -12,7 +12,8 @@ here they are soft tokens, so the whole path stays differentiable:
 
 pool: "mean" (the token mean) or "mean_max" ([mean, max] over the tokens: a finding that one patch sees stays
 visible). The classifier is the encoder stage's label head when the model comes from one
-(medvlm.train.encoder_stage copies it in, pooling and width checked), and keeps training with the connector.
+(medvlm.train.encoder_stage copies it in, pooling and width checked), and keeps training with the connector
+unless train_classifier=False.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ class FindingsConnector(nn.Module):
     images_per_placeholder = 1
 
     def __init__(self, vision_dim: int, text_dim: int, num_input_tokens: int, num_labels: int = 14,
-                 pooling: str = "mean_max", depth: int = 2):
+                 pooling: str = "mean_max", depth: int = 2, train_classifier: bool = True):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"findings connector pooling={pooling!r}: use one of {POOLINGS}")
         if num_labels < 1:
             raise ValueError(f"findings connector num_labels={num_labels}: give 1 or more")
         self.pooling = pooling
+        self.train_classifier = train_classifier
         self.mlp = mlp(vision_dim, text_dim, depth)
         self.classifier = nn.Linear((2 if pooling == "mean_max" else 1) * vision_dim, num_labels)
         self.label_embedding = nn.Parameter(torch.randn(num_labels, text_dim) * 0.02)
@@ -46,7 +48,7 @@ class FindingsConnector(nn.Module):
 
     @classmethod
     def output_tokens(cls, num_input_tokens: int, num_labels: int = 14, pooling: str = "mean_max",
-                      depth: int = 2) -> int:
+                      depth: int = 2, train_classifier: bool = True) -> int:
         return num_input_tokens + num_labels
 
     def pooled(self, features: torch.Tensor) -> torch.Tensor:
@@ -58,7 +60,10 @@ class FindingsConnector(nn.Module):
         return self.classifier(self.pooled(features))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        probabilities = torch.sigmoid(self.finding_logits(features)).unsqueeze(-1)  # (N, num_labels, 1)
+        logits = self.finding_logits(features)
+        if not self.train_classifier:  # keep the classifier as it came (no gradient, so no update)
+            logits = logits.detach()
+        probabilities = torch.sigmoid(logits).unsqueeze(-1)  # (N, num_labels, 1)
         findings = self.label_embedding + probabilities * self.present_embedding  # (N, num_labels, text_dim)
         return torch.cat([self.mlp(features), findings.to(features.dtype)], dim=1)
 
