@@ -8,7 +8,9 @@ encoder (a conv-stem ViT) first learns the report labels of the current images (
   (b) pair_concat       both images' tokens with a learned current / prior embedding
   (c) tac               Libra's Temporal Alignment Connector over all encoder layers
   (d) tac_prior_missing the (c) model evaluated with every prior removed (missing_prior="dummy": Libra's dummy prior)
-optional (--variants): tac_learned / tac_learned_prior_missing, the same with missing_prior="learned" (a learned
+  (e) pair_findings     both images' tokens plus one token per finding carrying the label head's verdict on the
+                        current AND on the prior image (missing_prior="learned": a study without a prior says so)
+optional (--variants): pair_findings_prior_missing (the (e) model evaluated with every prior removed), tac_learned / tac_learned_prior_missing, the same with missing_prior="learned" (a learned
 "no prior" embedding, trained on the studies that have no prior).
 Columns: temporal entity F1 (Libra; over all test reports, and over the studies that have a prior), change accuracy (medvlm.evaluate.change, vs labels.jsonl change labels),
 clinical micro F1 over the 14 CheXpert observations (rule labeler), seconds (train + predict).
@@ -36,14 +38,18 @@ VARIANTS = {
     "tac_prior_missing": ("tac", False),
     "tac_learned": ("tac_learned", True),
     "tac_learned_prior_missing": ("tac_learned", False),
+    "pair_findings": ("pair_findings", True),
+    "pair_findings_prior_missing": ("pair_findings", False),
 }
 MODELS = {
     "current_only": ("mlp2x_gelu", -1, False, "dummy"),
     "pair_concat": ("pair_concat", -1, True, "dummy"),
     "tac": ("tac", "all", True, "dummy"),
     "tac_learned": ("tac", "all", True, "learned"),
+    "pair_findings": ("pair_findings", -1, True, "learned"),
 }
-DEFAULT_VARIANTS = "current_only,pair_concat,tac,tac_prior_missing"
+DEFAULT_VARIANTS = "current_only,pair_concat,tac,tac_prior_missing,pair_findings"
+FINDINGS_CONNECTORS = ("findings", "pair_findings")  # their classifier starts as the encoder stage's label head
 
 
 def make_data(out: Path, args) -> Path:
@@ -87,10 +93,13 @@ def train_variant(name: str, connector: str, layer, missing_prior: str, train_fi
         "image_size": args.image_size, "patch_size": args.patch_size, "connector_type": connector,
         "vision_feature_layer": layer, "missing_prior": missing_prior, "vision_layers": args.vision_layers,
         "vision_stem": args.vision_stem}}
+    if connector in FINDINGS_CONNECTORS:
+        model["preset_options"]["connector_config"] = {"pooling": args.encoder_pooling}
     seconds = 0.0
     if args.encoder_steps:
         encoder = train(build_config(TrainConfig, {
             "recipe": "encoder", "model": model, "data": {"train": str(train_file)}, "components": {"vision": "full"},
+            "encoder": {"pooling": args.encoder_pooling},
             "optim": {"lr": args.encoder_lr, "batch_size": 32, "max_steps": args.encoder_steps, "warmup_ratio": 0.05},
             "run": {**run, "output_dir": str(out / f"{name}_encoder")},
         }))
@@ -182,6 +191,9 @@ def main() -> None:
     parser.add_argument("--encoder-steps", type=int, default=600,
                         help="steps of the encoder stage (report labels) before each variant; 0: none, the "
                              "encoder trains with the rest (default: %(default)s)")
+    parser.add_argument("--encoder-pooling", choices=("mean", "mean_max"), default="mean_max",
+                        help="what the encoder stage's label head reads; the pair_findings connector's classifier "
+                             "starts as that head (default: %(default)s)")
     parser.add_argument("--encoder-lr", type=float, default=2e-3, help="(default: %(default)s)")
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per variant: the budget "
                         "(default: %(default)s)")
@@ -231,7 +243,7 @@ def main() -> None:
     print()
     print(table(results))
     if "current_only" in results:
-        for name in [n for n in ("pair_concat", "tac", "tac_learned") if n in results]:
+        for name in [n for n in ("pair_concat", "tac", "tac_learned", "pair_findings") if n in results]:
             gain = results[name]["temporal_f1"] - results["current_only"]["temporal_f1"]
             clinical = results[name]["clinical_micro_f1_14"] - results["current_only"]["clinical_micro_f1_14"]
             print(f"{name} vs current_only: temporal F1 {gain:+.3f}, clinical micro F1 (14) {clinical:+.3f}")

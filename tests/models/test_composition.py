@@ -35,7 +35,7 @@ CONNECTOR_SETTINGS = {
 
 
 # pair connectors take [current, prior] at one placeholder: tested in tests/temporal/test_pair_connectors.py
-PAIR_CONNECTORS = {"tac", "pair_concat"}
+PAIR_CONNECTORS = {"tac", "pair_concat", "pair_findings"}
 
 
 def test_every_connector_is_tested():
@@ -88,6 +88,23 @@ def test_a_findings_classifier_kept_as_it_came_gets_no_gradient(compose):
     model.connector(torch.randn(2, 16, 32)).sum().backward()
     assert model.connector.classifier.weight.grad is None
     assert model.connector.present_embedding.grad is not None and model.connector.mlp[0].weight.grad is not None
+
+
+def test_findings_threshold_passes_decisions_with_the_classifier_gradient(compose):
+    model, _ = compose(connector_type="findings", connector_config={"num_labels": 3, "threshold": 0.5})
+    connector = model.connector
+    with torch.no_grad():
+        connector.classifier.weight.zero_()
+        connector.classifier.bias.copy_(torch.tensor([-2.0, 0.1, 3.0]))  # p = 0.12, 0.52, 0.95
+    features = torch.randn(2, 16, 32)
+    torch.testing.assert_close(connector.finding_values(features).flatten(1), torch.tensor([[0.0, 1.0, 1.0]] * 2))
+    out = connector(features)
+    expected = connector.label_embedding + torch.tensor([0.0, 1.0, 1.0])[:, None] * connector.present_embedding
+    torch.testing.assert_close(out[:, 16:], expected.expand(2, -1, -1))
+    out.sum().backward()  # straight-through: the classifier still learns from the language model's loss
+    assert connector.classifier.bias.grad is not None and connector.classifier.bias.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="threshold=1.5"):
+        compose(connector_type="findings", connector_config={"threshold": 1.5})
 
 
 def test_images_are_spliced_in_placeholder_order(compose):

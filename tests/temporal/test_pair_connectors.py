@@ -1,4 +1,5 @@
-"""Prior images through processor, collator and model: tac and pair_concat, and the single-image convention."""
+"""Prior images through processor, collator and model: tac, pair_concat and pair_findings, and the single-image
+convention."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _qa(question: str, answer: str = "Stable.") -> list[dict]:
     return [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
 
 
-@pytest.mark.parametrize("connector_type, tokens", [("tac", 16), ("pair_concat", 32)])
+@pytest.mark.parametrize("connector_type, tokens", [("tac", 16), ("pair_concat", 32), ("pair_findings", 32 + 14)])
 def test_a_pair_fills_one_placeholder_and_trains(compose, connector_type, tokens):
     model, processor = compose(connector_type)
     assert model.config.image_seq_length == processor.config.image_seq_length == tokens
@@ -70,7 +71,7 @@ def test_missing_prior_dummy_is_the_current_image_again(compose):
     assert torch.equal(dummy, same)
 
 
-@pytest.mark.parametrize("connector_type", ["tac", "pair_concat"])
+@pytest.mark.parametrize("connector_type", ["tac", "pair_concat", "pair_findings"])
 def test_missing_prior_learned_uses_a_trained_embedding_and_is_saved(compose, tmp_path, connector_type):
     model, processor = compose(connector_type, missing_prior="learned")
     model.eval()
@@ -85,6 +86,33 @@ def test_missing_prior_learned_uses_a_trained_embedding_and_is_saved(compose, tm
     loaded, _ = medvlm.load(tmp_path / "m")
     assert loaded.config.missing_prior == "learned"
     assert torch.allclose(loaded.get_image_features(pixels, prior_present=torch.tensor([False])), learned, atol=1e-5)
+
+
+def test_pair_findings_tokens_carry_both_verdicts(compose):
+    """Finding k's token = label[k] + p_now[k] * present[k] + p_before[k] * prior[k], both p from one classifier."""
+    model, _ = compose("pair_findings", connector_config={"num_labels": 2, "pooling": "mean"})
+    connector = model.connector.eval()
+    current, prior = torch.zeros(1, 16, 32), torch.zeros(1, 16, 32)
+    current[..., 0], prior[..., 1] = 1.0, 1.0  # finding 0 seen now only, finding 1 on the prior only
+    with torch.no_grad():
+        connector.classifier.weight.copy_(torch.tensor([[60.0] + [0.0] * 31, [0.0, 60.0] + [0.0] * 30]))
+        connector.classifier.bias.fill_(-30.0)  # p = 1 where the feature is 1, else 0
+        out = connector(torch.cat([current, prior]))
+    assert out.shape == (1, 2 * 16 + 2, 64)
+    torch.testing.assert_close(out[0, :16], connector.mlp(current)[0] + connector.role[0])
+    torch.testing.assert_close(out[0, 16:32], connector.mlp(prior)[0] + connector.role[1])
+    label, present, before = connector.label_embedding, connector.present_embedding, connector.prior_embedding
+    torch.testing.assert_close(out[0, 32], label[0] + present[0])  # new
+    torch.testing.assert_close(out[0, 33], label[1] + before[1])  # resolved
+
+
+def test_a_pair_findings_model_takes_the_encoder_stage_label_head(compose):
+    from torch import nn
+
+    model, _ = compose("pair_findings", connector_config={"pooling": "mean_max"})
+    head = nn.Linear(64, 14)
+    model.connector.load_label_head(head, "mean_max")
+    torch.testing.assert_close(model.connector.classifier.bias, head.bias)
 
 
 def test_tac_similarity_gate_is_one_for_identical_features(compose):

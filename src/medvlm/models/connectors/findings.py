@@ -10,6 +10,12 @@ here they are soft tokens, so the whole path stays differentiable:
     finding_token[k] = label_embedding[k] + p[:, k] * present_embedding[k]   (N, num_labels, text_dim)
     output = concat(mlp(image tokens), finding_tokens)                 (N, tokens + num_labels, text_dim)
 
+threshold: None (the default) passes p itself; a number passes the classifier's decision, 1 where p >= threshold
+else 0, with p's gradient (straight-through). A classifier taught on the training images is surer on them than on
+new ones (p near 0 or 1 in training, 0.3-0.7 on a hard test case): with soft p the language model learns to write a
+finding only when p is near 1 and misses what the classifier finds at p = 0.6; with decisions it sees the same kind
+of input in training and at test time.
+
 pool: "mean" (the token mean) or "mean_max" ([mean, max] over the tokens: a finding that one patch sees stays
 visible). The classifier is the encoder stage's label head when the model comes from one
 (medvlm.train.encoder_stage copies it in, pooling and width checked), and keeps training with the connector
@@ -33,13 +39,17 @@ class FindingsConnector(nn.Module):
     images_per_placeholder = 1
 
     def __init__(self, vision_dim: int, text_dim: int, num_input_tokens: int, num_labels: int = 14,
-                 pooling: str = "mean_max", depth: int = 2, train_classifier: bool = True):
+                 pooling: str = "mean_max", depth: int = 2, train_classifier: bool = True,
+                 threshold: float | None = None):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"findings connector pooling={pooling!r}: use one of {POOLINGS}")
         if num_labels < 1:
             raise ValueError(f"findings connector num_labels={num_labels}: give 1 or more")
+        if threshold is not None and not 0.0 < threshold < 1.0:
+            raise ValueError(f"findings connector threshold={threshold}: give a probability in (0, 1), or None")
         self.pooling = pooling
+        self.threshold = threshold
         self.train_classifier = train_classifier
         self.mlp = mlp(vision_dim, text_dim, depth)
         self.classifier = nn.Linear((2 if pooling == "mean_max" else 1) * vision_dim, num_labels)
@@ -48,7 +58,7 @@ class FindingsConnector(nn.Module):
 
     @classmethod
     def output_tokens(cls, num_input_tokens: int, num_labels: int = 14, pooling: str = "mean_max",
-                      depth: int = 2, train_classifier: bool = True) -> int:
+                      depth: int = 2, train_classifier: bool = True, threshold: float | None = None) -> int:
         return num_input_tokens + num_labels
 
     def pooled(self, features: torch.Tensor) -> torch.Tensor:
@@ -59,12 +69,18 @@ class FindingsConnector(nn.Module):
         """(N, tokens, vision_dim) -> (N, num_labels): the classifier's logits."""
         return self.classifier(self.pooled(features))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def finding_values(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, tokens, vision_dim) -> (N, num_labels, 1): p, or the decisions at `threshold` (straight-through)."""
         logits = self.finding_logits(features)
         if not self.train_classifier:  # keep the classifier as it came (no gradient, so no update)
             logits = logits.detach()
-        probabilities = torch.sigmoid(logits).unsqueeze(-1)  # (N, num_labels, 1)
-        findings = self.label_embedding + probabilities * self.present_embedding  # (N, num_labels, text_dim)
+        p = torch.sigmoid(logits)
+        if self.threshold is not None:
+            p = (p >= self.threshold).to(p.dtype) + p - p.detach()  # forward: 0 / 1; backward: dp
+        return p.unsqueeze(-1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        findings = self.label_embedding + self.finding_values(features) * self.present_embedding  # (N, labels, dim)
         return torch.cat([self.mlp(features), findings.to(features.dtype)], dim=1)
 
     def load_label_head(self, head: nn.Linear, pooling: str) -> None:
