@@ -80,6 +80,20 @@ def test_encoder_recipe_trains_the_encoder_alone_and_saves_a_usable_model(tiny_c
     assert torch.isfinite(model.encode_images(pixels[None])).all()
 
 
+def test_token_global_weighting_is_refused_for_the_encoder_recipe(tiny_cxr, tmp_path):
+    from medvlm.config import build_config
+    from medvlm.train import TrainConfig, train
+
+    cfg = build_config(TrainConfig, {
+        "recipe": "encoder", "data": {"train": str(tiny_cxr / "train.json")}, "components": {"vision": "full"},
+        "model": {"preset": "tiny", "preset_options": {"image_size": 32, "patch_size": 8, "vision_hidden_size": 32,
+                                                       "text_hidden_size": 64, "vocab_size": 300}},
+        "optim": {"max_steps": 1, "batch_size": 4, "loss_weighting": "token_global"},
+        "run": {"output_dir": str(tmp_path / "run"), "progress": False, "tensorboard": False}})
+    with pytest.raises(ValueError, match="recipe 'encoder' has none of"):
+        train(cfg)
+
+
 def test_cls_pooling_reads_the_cls_token_and_needs_it_kept():
     from medvlm.models import TinyPresetConfig, build_model
     from medvlm.train.encoder_stage import EncoderWithLabelHead

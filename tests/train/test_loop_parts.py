@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from medvlm.train.recipe import GlobalBatchSampler, token_loss_sum
+from medvlm.train.recipe import GlobalBatchSampler, token_loss_sum, weighted_loss
 from medvlm.train.schedule import lr_multiplier
 
 
@@ -46,6 +47,42 @@ def test_group_by_length_batches_similar_lengths_and_still_covers_and_resumes():
     resumed = GlobalBatchSampler(101, 4, 1, 0, 1, lengths)
     resumed.start_epoch, resumed.start_batch = 1, 5
     assert _take(resumed, 3) == two_epochs[grouped.batches_per_epoch + 5 : grouped.batches_per_epoch + 8]
+
+
+def test_group_by_length_keeps_the_task_mix_in_every_batch():
+    import random
+
+    rng = random.Random(1)
+    tasks = ["report" if i % 2 else "vqa" for i in range(128)]  # reports short, questions long
+    lengths = [rng.randint(80, 120) if t == "report" else rng.randint(100, 400) for t in tasks]
+    by_length = GlobalBatchSampler(128, 8, 1, 0, seed=2, lengths=lengths)
+    mixed = GlobalBatchSampler(128, 8, 1, 0, seed=2, lengths=lengths, tasks=tasks)
+    epoch = _take(mixed, mixed.batches_per_epoch)
+    assert sorted(i for batch in epoch for i in batch) == list(range(128))
+    assert all(sum(tasks[i] == "report" for i in batch) == 4 for batch in epoch)  # half and half, as the data
+    assert any(len({tasks[i] for i in b}) == 1 for b in _take(by_length, by_length.batches_per_epoch))
+
+    def padding(batches):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+    plain = GlobalBatchSampler(128, 8, 1, 0, seed=2)
+    assert padding(epoch) < 0.75 * padding(_take(plain, plain.batches_per_epoch))
+    with pytest.raises(ValueError, match="tasks has 3 entries for 128 samples"):
+        GlobalBatchSampler(128, 8, 1, 0, seed=2, lengths=lengths, tasks=tasks[:3])
+
+
+def test_loss_weightings():
+    sums, counts = torch.tensor([10.0, 2.0]), torch.tensor([10, 1])  # a long report, a one-word answer
+    assert weighted_loss(sums, counts, "token", world=1, step_tokens=11, step_samples=2) == 12 / 11
+    assert weighted_loss(sums, counts, "sample", world=1, step_tokens=11, step_samples=2) == (1.0 + 2.0) / 2
+    # token_global: the same per-token weight in every step, also in a step of short answers only
+    long_step = weighted_loss(sums, counts, "token_global", world=1, step_tokens=11, step_samples=2, mean_labelled=4)
+    short_step = weighted_loss(sums[1:], counts[1:], "token_global", world=1, step_tokens=1, step_samples=1,
+                               mean_labelled=4)
+    assert long_step == 12 / 8 and short_step == 2 / 4
+    assert weighted_loss(sums[1:], counts[1:], "token", world=1, step_tokens=1, step_samples=1) == 2.0  # 4x more
+    with pytest.raises(ValueError, match="mean learned tokens"):
+        weighted_loss(sums, counts, "token_global", world=1, step_tokens=11, step_samples=2)
 
 
 def test_loss_counts_only_labelled_tokens():

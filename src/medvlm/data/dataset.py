@@ -20,6 +20,12 @@ from medvlm.data.processor import EncodedSample, MedVLMProcessor
 from medvlm.records import TrainingRecord, load_training, resolve_path
 
 
+def text_stats(sample: EncodedSample) -> tuple[int, int]:
+    """(tokens, learned tokens) of a sample; learned as the loss counts them (a label after the first position)."""
+    labelled = sum(1 for label in (sample.labels or [])[1:] if label != -100)
+    return len(sample.input_ids), labelled
+
+
 class TrainingDataset(Dataset):
     """records: TrainingRecords; record_file: where they were read from (names errors, resolves relative paths)."""
 
@@ -53,7 +59,20 @@ class TrainingDataset(Dataset):
 
     def lengths(self) -> list[int]:
         """Tokens per sample, image tokens included (data.group_by_length)."""
-        return [len(self.text_sample(i).input_ids) for i in range(len(self))]
+        return [length for length, _ in self._text_stats()]
+
+    def labelled_tokens(self) -> list[int]:
+        """Tokens per sample that the loss learns (optim.loss_weighting="token_global")."""
+        return [labelled for _, labelled in self._text_stats()]
+
+    def _text_stats(self) -> list[tuple[int, int]]:
+        if getattr(self, "_stats", None) is None:
+            self._stats = [text_stats(self.text_sample(i)) for i in range(len(self))]
+        return self._stats
+
+    def tasks(self) -> list[str | None]:
+        """Each record's `task` (metadata; None where it has none): data.group_by_length keeps the tasks mixed."""
+        return [record.metadata.get("task") for record in self.records]
 
     def __getitem__(self, index: int) -> EncodedSample:
         record = self.records[index]

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from medvlm.data.collator import Collator
-from medvlm.data.dataset import TrainingDataset
+from medvlm.data.dataset import TrainingDataset, text_stats
 from medvlm.data.processor import EncodedSample, MedVLMProcessor
 from medvlm.records import TrainingRecord, load_training
 from medvlm.train.config import TrainConfig
@@ -96,8 +96,10 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
     encoded once, in memory.
     """
 
-    def __init__(self, samples: list[EncodedSample], image_keys: list[list[int]], features: dict[str, torch.Tensor]):
+    def __init__(self, samples: list[EncodedSample], image_keys: list[list[int]], features: dict[str, torch.Tensor],
+                 tasks: list[str | None] | None = None):
         self.samples, self.image_keys, self.features = samples, image_keys, features
+        self._tasks = tasks if tasks is not None else [None] * len(samples)
 
     @classmethod
     def build(cls, dataset: TrainingDataset, model, cache_dir: Path, progress: bool = True, batch_size: int = 32):
@@ -138,13 +140,19 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
             with atomic_path(cache_file) as tmp:
                 save_file(features, tmp)
         samples = [dataset.text_sample(index) for index in range(len(dataset))]
-        return cls(samples, image_keys, features)
+        return cls(samples, image_keys, features, dataset.tasks())
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def lengths(self) -> list[int]:
         return [len(sample.input_ids) for sample in self.samples]
+
+    def tasks(self) -> list[str | None]:
+        return list(self._tasks)
+
+    def labelled_tokens(self) -> list[int]:
+        return [text_stats(sample)[1] for sample in self.samples]
 
     def __getitem__(self, index: int) -> EncodedSample:
         sample = self.samples[index]

@@ -68,8 +68,11 @@ class OptimConfig:
     epochs: float = 1.0
     max_steps: int | None = None  # optimizer steps; overrides epochs when set
     # "token": the loss is the mean over every assistant token of the step (long reports weigh most);
-    # "sample": the mean over samples of each sample's token mean (a one-word VQA answer weighs as a report)
-    loss_weighting: Literal["token", "sample"] = "token"
+    # "sample": the mean over samples of each sample's token mean (a one-word VQA answer weighs as a report);
+    # "token_global": the step's token loss sum over (the data's mean learned tokens per sample x the step's
+    # samples): every token weighs the same across the epoch, also when data.group_by_length makes some batches
+    # all short records (with "token" each of their tokens would weigh more than a long record's)
+    loss_weighting: Literal["token", "sample", "token_global"] = "token"
 
 
 @dataclass

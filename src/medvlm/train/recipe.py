@@ -68,15 +68,19 @@ class GlobalBatchSampler:
     The order of epoch e is a permutation seeded by (seed, e); a global micro-batch is `global_batch`
     consecutive indices of it and rank r takes slice r. Starting at (epoch, batch) makes resume exact.
     With several processes the last partial global batch of an epoch is dropped (every rank must step).
-    `lengths` (tokens per sample) groups samples of similar length into the same batch (data.group_by_length).
+    `lengths` (tokens per sample) groups samples of similar length into the same batch (data.group_by_length);
+    `tasks` (one label per sample, e.g. "report" / "vqa") keeps each batch's mix of tasks as in the data while
+    doing so: a batch gets the short reports with the short questions, not all reports.
     """
 
     def __init__(self, n: int, batch_size: int, world_size: int, rank: int, seed: int,
-                 lengths: list[int] | None = None):
+                 lengths: list[int] | None = None, tasks: list | None = None):
         self.n, self.batch_size, self.world_size, self.rank, self.seed = n, batch_size, world_size, rank, seed
-        if lengths is not None and len(lengths) != n:
-            raise ValueError(f"lengths has {len(lengths)} entries for {n} samples")
+        for name, values in (("lengths", lengths), ("tasks", tasks)):
+            if values is not None and len(values) != n:
+                raise ValueError(f"{name} has {len(values)} entries for {n} samples")
         self.lengths = lengths
+        self.tasks = tasks
         self.global_batch = batch_size * world_size
         full, rest = divmod(n, self.global_batch)
         self.batches_per_epoch = full + (1 if rest and world_size == 1 else 0)
@@ -99,11 +103,26 @@ class GlobalBatchSampler:
         mega = self.global_batch * GROUP_BATCHES
         grouped = []
         for start in range(0, self.n, mega):
-            grouped += sorted(order[start : start + mega], key=lambda i: -self.lengths[i])
+            grouped += self._by_length(order[start : start + mega])
         full = self.n // self.global_batch
         batches = [grouped[b * self.global_batch : (b + 1) * self.global_batch] for b in range(full)]
         shuffled = [batches[i] for i in torch.randperm(full, generator=g).tolist()]
         return [i for batch in shuffled for i in batch] + grouped[full * self.global_batch :]
+
+    def _by_length(self, run: list[int]) -> list[int]:
+        """`run` longest first. With tasks: each task's samples longest first, interleaved by their rank within
+        the task (sample r of a task's n at (r + 0.5) / n), so every stretch of the result mixes the tasks as the
+        run does. One task (or none): the plain sort."""
+        if self.tasks is None:
+            return sorted(run, key=lambda i: -self.lengths[i])
+        by_task: dict = {}
+        for i in run:
+            by_task.setdefault(self.tasks[i], []).append(i)
+        keyed = []
+        for members in by_task.values():
+            members.sort(key=lambda i: -self.lengths[i])
+            keyed += [((rank + 0.5) / len(members), i) for rank, i in enumerate(members)]
+        return [i for _, i in sorted(keyed, key=lambda pair: pair[0])]
 
     def __iter__(self) -> Iterator[list[int]]:
         epoch, batch = self.start_epoch, self.start_batch
@@ -124,6 +143,20 @@ def sample_loss_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.
         shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="none"
     ).view(shift_labels.shape)
     return per_token.sum(dim=1), (shift_labels != -100).sum(dim=1)
+
+
+def weighted_loss(sums: torch.Tensor, counts: torch.Tensor, weighting: str, *, world: int, step_tokens: int,
+                  step_samples: int, mean_labelled: float | None = None) -> torch.Tensor:
+    """This micro-batch's share of the step loss (optim.loss_weighting). sums / counts: per-sample loss sums and
+    learned-token counts (B,); step_tokens / step_samples: over the whole global step (all processes, all
+    micro-batches), so N processes make the update of one process with an N times larger batch."""
+    if weighting == "sample":  # every sample counts alike, short answers included
+        return (sums / counts.clamp(min=1)).sum() * world / max(step_samples, 1)
+    if weighting == "token_global":  # every token alike over the epoch, whatever a batch holds
+        if mean_labelled is None:
+            raise ValueError("loss_weighting='token_global' needs the data's mean learned tokens per sample")
+        return sums.sum() * world / (mean_labelled * max(step_samples, 1))
+    return sums.sum() * world / max(step_tokens, 1)  # every learned token of the step counts alike
 
 
 def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -187,8 +220,16 @@ def train(cfg: TrainConfig) -> TrainResult:
         trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=tuple(cfg.optim.betas)
     )
     # the encoder recipe's samples are images, all one size: nothing to group
-    lengths = data.dataset.lengths() if cfg.data.group_by_length and cfg.recipe != "encoder" else None
-    sampler = GlobalBatchSampler(len(data.dataset), cfg.optim.batch_size, world, rank, cfg.run.seed, lengths)
+    grouped = cfg.data.group_by_length and cfg.recipe != "encoder"
+    lengths, tasks = (data.dataset.lengths(), data.dataset.tasks()) if grouped else (None, None)
+    sampler = GlobalBatchSampler(len(data.dataset), cfg.optim.batch_size, world, rank, cfg.run.seed, lengths, tasks)
+    mean_labelled = None  # optim.loss_weighting="token_global": the data's learned tokens per sample
+    if cfg.optim.loss_weighting == "token_global":
+        if not hasattr(data.dataset, "labelled_tokens"):
+            raise ValueError(f"optim.loss_weighting='token_global' counts learned text tokens, which recipe "
+                             f"{cfg.recipe!r} has none of; use 'token' or 'sample'")
+        counts = data.dataset.labelled_tokens()
+        mean_labelled = max(sum(counts) / max(len(counts), 1), 1e-6)
     steps_per_epoch = math.ceil(sampler.batches_per_epoch / cfg.optim.grad_accum)
     total_steps = cfg.optim.max_steps or max(1, math.ceil(cfg.optim.epochs * steps_per_epoch))
     warmup = int(cfg.optim.warmup_ratio * total_steps)
@@ -243,10 +284,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             with context, accelerator.autocast():
                 sums, counts = objective.loss_sums(model, batch)
                 loss_sum = sums.sum()
-                if cfg.optim.loss_weighting == "sample":  # every sample counts alike, short answers included
-                    loss = (sums / counts.clamp(min=1)).sum() * world / max(step_samples, 1)
-                else:  # every labelled token counts alike
-                    loss = loss_sum * world / max(step_tokens, 1)
+                loss = weighted_loss(sums, counts, cfg.optim.loss_weighting, world=world, step_tokens=step_tokens,
+                                     step_samples=step_samples, mean_labelled=mean_labelled)
                 accelerator.backward(loss)
             step_loss += loss_sum.detach()
         if cfg.optim.max_grad_norm > 0:
