@@ -9,8 +9,9 @@ examples:
   medvlm generate --model runs/tiny/final --image a.png --do-sample --temperature 0.7 --top-p 0.9 --seed 0
   medvlm generate --model runs/libra-tiny/model --image current.jpg --prior prior.jpg   # temporal (tac) model
 
-A temporal model (connector tac or pair_concat) given --image without --prior answers in its missing-prior
-mode (the model config's missing_prior: Libra's dummy prior = the current image again, or a learned embedding).
+A temporal model (connector tac, pair_concat or pair_findings) given --image without --prior answers in its
+missing-prior mode (the model config's missing_prior: Libra's dummy prior = the current image again, or a learned
+embedding).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ question's reference and answer_type. Rerunning with the same --out skips questi
 cut off by an interruption is dropped and redone). --num-chunks N --chunk-idx I answers slice I of N contiguous
 slices of the questions, so N processes (e.g. one per GPU) cover the file exactly once; concatenate their outputs.
 Prints a summary table at the end. Temporal questions (`image: [current, prior]` or a named `prior` key) go to
-the model as a pair; a pair model (tac, pair_concat) answers a question without a prior in its missing-prior mode.
+the model as a pair; a pair model (tac, pair_concat, pair_findings) answers a question without a prior in its
+missing-prior mode.
 
 examples:
   medvlm predict --model runs/tiny/final --questions data/test.jsonl --image-folder data --out answers.jsonl

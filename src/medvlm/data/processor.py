@@ -9,8 +9,9 @@ in [0, 1]: anything else is an error), gray is repeated to 3 channels (or RGB av
 Resizing is bicubic (PIL, per channel in float32, so 16-bit images keep their precision); then (x - mean) / std.
 
 Temporal pairs (Libra): a sample with two images [current, prior] is a pair when the model's connector takes pairs
-(`images_per_placeholder` = 2: tac, pair_concat) or when its text has one shared placeholder. Both record spellings,
-one shared `<image>` or one `<image>` per image, are normalised to the connector's convention:
+(`images_per_placeholder` = 2: tac, pair_concat, pair_findings) or when its text has one shared placeholder.
+Both record spellings, one shared `<image>` or one `<image>` per image, are normalised to the connector's
+convention:
   pair connector:         ONE placeholder for the pair (a second placeholder is removed); pixel_values hold
                           [current, prior]; a sample with only the current image gets the current image again in
                           the prior slot (Libra's dummy prior) and prior_present=[False] (the model's

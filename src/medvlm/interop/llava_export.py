@@ -12,7 +12,7 @@ What maps (each checked by the tests: same input_ids + pixel_values -> the same 
   feature layer    an int or a list of ints (concatenated along the feature dim, as Llava does)
   feature select   drop_cls -> "default" (CLS dropped); keep_cls, or an encoder without CLS -> "full"
   language model   the causal LMs in LLAVA_TEXT_MODELS, whose logits are `lm_head(base model output)`
-What does not: spatial_pool / attn_pool / pair connectors (tac, pair_concat), vision_feature_layer="all",
+What does not: spatial_pool / attn_pool / pair connectors (tac, pair_concat, pair_findings), vision_feature_layer="all",
   cls_only and add_pooled, 1-channel encoders, EfficientNet, LMs outside LLAVA_TEXT_MODELS; export says which and why.
 
 The processor: medvlm's tokenizer (with `<image>`), a `LlavaImageProcessorPil` (no torchvision) set to medvlm's

@@ -29,8 +29,9 @@ class MedVLMConfig(PreTrainedConfig):
     image_token_id: id of `<image>` in the tokenizer; each placeholder is expanded to `image_seq_length` of them.
     image_seq_length: LM tokens per placeholder (per image; per current + prior pair for a pair connector);
         computed from the encoder and connector when None.
-    missing_prior: for pair connectors (tac, pair_concat), what stands in for an absent prior image: "dummy"
-        (Libra: the current image again) or "learned" (a learned "no prior" embedding inside the connector).
+    missing_prior: for pair connectors (tac, pair_concat, pair_findings), what stands in for an absent prior
+        image: "dummy" (Libra: the current image again) or "learned" (a learned "no prior" embedding inside the
+        connector).
     """
 
     model_type: ClassVar[str] = "medvlm"

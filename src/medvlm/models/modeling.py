@@ -9,10 +9,11 @@
 Images of a batch are concatenated in the order their placeholders appear (sample 0's images first).
 Generation passes pixel_values (or vision_features) on the first step only; later steps read the KV cache.
 
-Pair connectors (tac, pair_concat; `images_per_placeholder` = 2): images come as current, prior, current, prior,
-...; each pair fills ONE placeholder's block. `prior_present` (num_pairs,) bool marks pairs whose prior slot holds
-a stand-in (the current image) because the study has no prior; with config.missing_prior="learned" the connector
-replaces those priors with its learned "no prior" embedding, with "dummy" the stand-in is used as it is (Libra).
+Pair connectors (tac, pair_concat, pair_findings; `images_per_placeholder` = 2): images come as current, prior,
+current, prior, ...; each pair fills ONE placeholder's block. `prior_present` (num_pairs,) bool marks pairs whose
+prior slot holds a stand-in (the current image) because the study has no prior; with
+config.missing_prior="learned" the connector replaces those priors with its learned "no prior" embedding, with
+"dummy" the stand-in is used as it is (Libra).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ class ComposeConfig:
     resize_mode: str = "pad"
     image_mean: list[float] | None = None
     image_std: list[float] | None = None
-    missing_prior: str = "dummy"  # pair connectors (tac, pair_concat): "dummy" (Libra) or "learned"
+    missing_prior: str = "dummy"  # pair connectors (tac, pair_concat, pair_findings): "dummy" (Libra) or "learned"
 
 
 # TinyPresetConfig.vision_stem -> the vision encoder's model_type
@@ -80,7 +80,7 @@ class TinyPresetConfig:
     vision_feature_select: str = "drop_cls"  # or "keep_cls": the CLS token goes to the connector too
     template: str = "chatml"
     max_length: int = 512
-    missing_prior: str = "dummy"  # pair connectors (tac, pair_concat): "dummy" (Libra) or "learned"
+    missing_prior: str = "dummy"  # pair connectors (tac, pair_concat, pair_findings): "dummy" (Libra) or "learned"
 
     def compose_config(self) -> ComposeConfig:
         if self.vision_stem not in VISION_STEMS:
