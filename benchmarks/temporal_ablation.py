@@ -10,6 +10,10 @@ encoder (a conv-stem ViT) first learns the report labels of the current images (
   (d) tac_prior_missing the (c) model evaluated with every prior removed (missing_prior="dummy": Libra's dummy prior)
   (e) pair_findings     both images' tokens plus one token per finding carrying the label head's verdict on the
                         current AND on the prior image (missing_prior="learned": a study without a prior says so)
+  (f) current_only_findings  the `findings` connector (image tokens + one token per finding) without priors: the
+                        control that (e) must beat for the gain to come from the prior, not from the finding tokens
+The finding-token connectors pass the classifier's decisions (--findings-threshold) and keep it as the encoder
+stage left it (--findings-train-classifier to let it train on).
 optional (--variants): pair_findings_prior_missing (the (e) model evaluated with every prior removed), tac_learned / tac_learned_prior_missing, the same with missing_prior="learned" (a learned
 "no prior" embedding, trained on the studies that have no prior).
 Columns: temporal entity F1 (Libra; over all test reports, and over the studies that have a prior), change accuracy (medvlm.evaluate.change, vs labels.jsonl change labels),
@@ -40,6 +44,7 @@ VARIANTS = {
     "tac_learned_prior_missing": ("tac_learned", False),
     "pair_findings": ("pair_findings", True),
     "pair_findings_prior_missing": ("pair_findings", False),
+    "current_only_findings": ("current_only_findings", False),
 }
 MODELS = {
     "current_only": ("mlp2x_gelu", -1, False, "dummy"),
@@ -47,8 +52,9 @@ MODELS = {
     "tac": ("tac", "all", True, "dummy"),
     "tac_learned": ("tac", "all", True, "learned"),
     "pair_findings": ("pair_findings", -1, True, "learned"),
+    "current_only_findings": ("findings", -1, False, "dummy"),
 }
-DEFAULT_VARIANTS = "current_only,pair_concat,tac,tac_prior_missing,pair_findings"
+DEFAULT_VARIANTS = "current_only,current_only_findings,pair_concat,tac,tac_prior_missing,pair_findings"
 FINDINGS_CONNECTORS = ("findings", "pair_findings")  # their classifier starts as the encoder stage's label head
 
 
@@ -94,7 +100,9 @@ def train_variant(name: str, connector: str, layer, missing_prior: str, train_fi
         "vision_feature_layer": layer, "missing_prior": missing_prior, "vision_layers": args.vision_layers,
         "vision_stem": args.vision_stem}}
     if connector in FINDINGS_CONNECTORS:
-        model["preset_options"]["connector_config"] = {"pooling": args.encoder_pooling}
+        model["preset_options"]["connector_config"] = {
+            "pooling": args.encoder_pooling, "train_classifier": args.findings_train_classifier,
+            "threshold": args.findings_threshold or None}
     seconds = 0.0
     if args.encoder_steps:
         encoder = train(build_config(TrainConfig, {
@@ -194,6 +202,12 @@ def main() -> None:
     parser.add_argument("--encoder-pooling", choices=("mean", "mean_max"), default="mean_max",
                         help="what the encoder stage's label head reads; the pair_findings connector's classifier "
                              "starts as that head (default: %(default)s)")
+    parser.add_argument("--findings-threshold", type=float, default=0.5,
+                        help="findings / pair_findings: pass the classifier's decisions at this probability; 0: pass "
+                             "p itself (default: %(default)s)")
+    parser.add_argument("--findings-train-classifier", action="store_true",
+                        help="findings / pair_findings: train the classifier on with the connector (default: keep "
+                             "the encoder stage's label head as it is)")
     parser.add_argument("--encoder-lr", type=float, default=2e-3, help="(default: %(default)s)")
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per variant: the budget "
                         "(default: %(default)s)")
@@ -242,11 +256,14 @@ def main() -> None:
 
     print()
     print(table(results))
-    if "current_only" in results:
-        for name in [n for n in ("pair_concat", "tac", "tac_learned", "pair_findings") if n in results]:
-            gain = results[name]["temporal_f1"] - results["current_only"]["temporal_f1"]
-            clinical = results[name]["clinical_micro_f1_14"] - results["current_only"]["clinical_micro_f1_14"]
-            print(f"{name} vs current_only: temporal F1 {gain:+.3f}, clinical micro F1 (14) {clinical:+.3f}")
+    pairs = [(n, "current_only") for n in ("pair_concat", "tac", "tac_learned", "pair_findings")]
+    for name, control in pairs + [("pair_findings", "current_only_findings")]:
+        if name in results and control in results:
+            gain = results[name]["temporal_f1"] - results[control]["temporal_f1"]
+            change = results[name]["change_accuracy"] - results[control]["change_accuracy"]
+            clinical = results[name]["clinical_micro_f1_14"] - results[control]["clinical_micro_f1_14"]
+            print(f"{name} vs {control}: temporal F1 {gain:+.3f}, change accuracy {change:+.3f}, "
+                  f"clinical micro F1 (14) {clinical:+.3f}")
     atomic_write_json(out / "temporal_ablation.json", {"settings": vars(args), "results": results})
     plot(results, out / "temporal_ablation.png")
     print(f"wrote {out / 'temporal_ablation.json'} and {out / 'temporal_ablation.png'}")

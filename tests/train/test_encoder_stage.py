@@ -14,7 +14,7 @@ from safetensors import safe_open
 import medvlm
 from medvlm.evaluate.labeler import CHEXPERT_OBSERVATIONS
 from medvlm.records import load_training
-from medvlm.train.encoder_stage import IGNORE, report_label_targets
+from medvlm.train.encoder_stage import IGNORE, positive_weights, report_label_targets
 
 COLUMN = {name: i for i, name in enumerate(CHEXPERT_OBSERVATIONS)}
 
@@ -61,6 +61,7 @@ def test_encoder_recipe_trains_the_encoder_alone_and_saves_a_usable_model(tiny_c
     out = tmp_path / "run"
     command = [sys.executable, "-m", "medvlm.cli", "train", "recipe=encoder", f"data.train={tiny_cxr / 'train.json'}",
                f"run.output_dir={out}", "components.vision=full", "optim.max_steps=6", "optim.batch_size=4",
+               "encoder.positive_weight=sqrt",
                "run.progress=false", "run.tensorboard=false",
                "model.preset_options={image_size: 32, patch_size: 8, vision_stem: conv, vision_hidden_size: 32, "
                "text_hidden_size: 64, vocab_size: 300}"]
@@ -92,6 +93,18 @@ def test_token_global_weighting_is_refused_for_the_encoder_recipe(tiny_cxr, tmp_
         "run": {"output_dir": str(tmp_path / "run"), "progress": False, "tensorboard": False}})
     with pytest.raises(ValueError, match="recipe 'encoder' has none of"):
         train(cfg)
+
+
+def test_positive_weights_favour_rare_labels():
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, IGNORE], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(positive_weights(targets, "none"), torch.ones(3))
+    torch.testing.assert_close(positive_weights(targets, "balanced"), torch.tensor([4.0, 1.0, 1.0]))  # 4 neg : 1 pos
+    torch.testing.assert_close(positive_weights(targets, "sqrt"), torch.tensor([2.0, 1.0, 1.0]))
+    many = torch.zeros(100, 1)
+    many[0] = 1.0
+    assert positive_weights(many, "balanced").item() == 20.0  # 99:1, capped
+    with pytest.raises(ValueError, match="encoder.positive_weight='inverse'"):
+        positive_weights(targets, "inverse")
 
 
 def test_cls_pooling_reads_the_cls_token_and_needs_it_kept():

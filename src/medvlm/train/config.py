@@ -94,6 +94,9 @@ class EncoderConfig:
     uncertain: Literal["ignore", "positive", "negative"] = "ignore"  # what an uncertain mention counts as
     # what the label head reads: the token mean, [mean, max], or the CLS token (vision_feature_select keep_cls)
     pooling: Literal["mean", "mean_max", "cls"] = "mean"
+    # weight of a positive target in the loss, per label, from the training images: "none" (1), "balanced"
+    # (negatives / positives) or "sqrt" (its square root; rare findings are found more often at p > 0.5); at most 20
+    positive_weight: Literal["none", "sqrt", "balanced"] = "none"
 
 
 @dataclass

@@ -114,6 +114,8 @@ class EncoderWithLabelHead(nn.Module):
         self.vision_tower = vision_tower
         self.pooling = pooling
         self.head = nn.Linear((2 if pooling == "mean_max" else 1) * feature_dim, num_labels)
+        # the loss's weight of a positive target per label (encoder.positive_weight); not part of the saved head
+        self.register_buffer("positive_weight", torch.ones(num_labels), persistent=False)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         features = self.vision_tower(pixel_values)
@@ -133,9 +135,34 @@ def label_loss_sums(model: EncoderWithLabelHead, batch: dict) -> tuple[torch.Ten
     """Per sample: the summed binary cross-entropy over its non-ignored targets (N,), and their count (N,)."""
     logits = model(batch["pixel_values"])
     keep = batch["labels"] != IGNORE
-    losses = nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["labels"].clamp(min=0).float(),
-                                                            reduction="none")
+    targets = batch["labels"].clamp(min=0).float()
+    losses = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none",
+                                                            pos_weight=_unwrapped(model).positive_weight)
     return (losses * keep).sum(dim=1), keep.sum(dim=1)
+
+
+MAX_POSITIVE_WEIGHT = 20.0
+POSITIVE_WEIGHTS = ("none", "sqrt", "balanced")
+
+
+def positive_weights(targets: torch.Tensor, mode: str) -> torch.Tensor:
+    """Per label (num_labels,): the loss weight of a positive target. targets (N, num_labels): 1, 0 or IGNORE.
+    "balanced": negatives / positives; "sqrt": its square root; both at least 1 and at most MAX_POSITIVE_WEIGHT
+    (a label without positives gets 1)."""
+    if mode not in POSITIVE_WEIGHTS:
+        raise ValueError(f"encoder.positive_weight={mode!r}: use one of {POSITIVE_WEIGHTS}")
+    if mode == "none":
+        return torch.ones(targets.shape[1])
+    positives = (targets == 1).sum(dim=0).float()
+    negatives = (targets == 0).sum(dim=0).float()
+    ratio = torch.where(positives > 0, negatives / positives.clamp(min=1), torch.ones_like(positives))
+    if mode == "sqrt":
+        ratio = ratio.sqrt()
+    return ratio.clamp(min=1.0, max=MAX_POSITIVE_WEIGHT)
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # under data parallelism the loop holds a DistributedDataParallel
 
 
 def label_counts(batch: dict) -> torch.Tensor:
@@ -171,6 +198,7 @@ def build(cfg, composed, processor, records) -> tuple[EncoderWithLabelHead, obje
     for p in composed.vision_tower.parameters():
         p.requires_grad_(True)
     model = EncoderWithLabelHead(composed.vision_tower, feature_dim(composed), pooling=cfg.encoder.pooling)
+    model.positive_weight.copy_(positive_weights(images.targets, cfg.encoder.positive_weight))
     if hasattr(composed.connector, "load_label_head"):  # refuse a head the connector cannot take before training
         composed.connector.load_label_head(model.head, model.pooling)
     data = TrainingData(dataset=LabelledImageDataset(images, processor), collate=collate_labelled, validation=None)
