@@ -14,7 +14,8 @@ TINY_BUDGET = dict(studies=24, test_fraction=0.1, size_px=32, encoder_steps=3, a
                    validate_every_steps=1000, meteor=False, bertscore=False, workers=1, progress=False,
                    preset_options={"patch_size": 8, "vision_stem": "conv", "vision_hidden_size": 32, "text_hidden_size": 64,
                                    "vocab_size": 300, "connector_type": "findings",
-                                   "connector_config": {"pooling": "mean_max"}})
+                                   "connector_config": {"pooling": "mean_max", "train_classifier": False,
+                                                        "threshold": 0.5}})
 
 
 @pytest.mark.slow
@@ -33,6 +34,8 @@ def test_tiny_then_pretrained_demo_share_data_and_one_report(tmp_path):
     head = load_file(out / "encoder" / "model" / "label_head.safetensors")
     encoder_stage = load_file(out / "encoder" / "model" / "model.safetensors")
     assert torch.equal(encoder_stage["connector.classifier.weight"], head["weight"])
+    finetuned = load_file(out / "finetune" / "model" / "model.safetensors")  # and stayed as it was (demo default)
+    assert torch.equal(finetuned["connector.classifier.weight"], head["weight"])
     page = tiny.report_html.read_text()
     assert "Tiny preset" in page and "Pretrained preset" not in page and "data:image/png;base64," in page
 

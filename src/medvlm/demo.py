@@ -50,10 +50,11 @@ class DemoConfig:
     align_lr: float = 1e-3
     finetune_lr: float = 2e-3
     # tiny preset sizes (medvlm.models.presets.TinyPresetConfig); 16 px patches: 16 image tokens at 64 px, and
-    # the findings connector's 14 finding tokens (its classifier starts as the encoder stage's label head)
+    # the findings connector's 14 finding tokens: its classifier is the encoder stage's label head, kept as it is,
+    # and the language model gets its decisions at p >= 0.5 (docs/training.md, "Encoder stage")
     preset_options: dict = field(default_factory=lambda: {
         "patch_size": 16, "vision_stem": "conv", "vision_hidden_size": 128, "connector_type": "findings",
-        "connector_config": {"pooling": "mean_max"}})
+        "connector_config": {"pooling": "mean_max", "train_classifier": False, "threshold": 0.5}})
     max_new_tokens: int = 96
     validate_every_steps: int = 80  # generation-based validation on 48 test questions; best checkpoint kept
     # the pretrained preset: one finetune stage (encoder frozen, features cached; connector full; LM LoRA)
