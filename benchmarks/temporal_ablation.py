@@ -12,6 +12,8 @@ encoder (a conv-stem ViT) first learns the report labels of the current images (
                         current AND on the prior image (missing_prior="learned": a study without a prior says so)
   (f) current_only_findings  the `findings` connector (image tokens + one token per finding) without priors: the
                         control that (e) must beat for the gain to come from the prior, not from the finding tokens
+  (g) pair_findings_change   (e) whose encoder stage also learns, from [current, prior], the change each report
+                        states per finding (encoder.change_head), handed on as one more token per finding
 The finding-token connectors pass the classifier's decisions (--findings-threshold) and keep it as the encoder
 stage left it (--findings-train-classifier to let it train on).
 optional (--variants): pair_findings_prior_missing (the (e) model evaluated with every prior removed), tac_learned / tac_learned_prior_missing, the same with missing_prior="learned" (a learned
@@ -34,7 +36,7 @@ from pathlib import Path
 from medvlm.fileio import atomic_path, atomic_write_json
 
 # name -> (trained model, evaluate with priors); trained model -> (connector, vision_feature_layer, train with
-# priors, missing_prior). Variants that share a trained model train it once.
+# priors, missing_prior, encoder stage learns the change too). Variants that share a trained model train it once.
 VARIANTS = {
     "current_only": ("current_only", False),
     "pair_concat": ("pair_concat", True),
@@ -45,16 +47,19 @@ VARIANTS = {
     "pair_findings": ("pair_findings", True),
     "pair_findings_prior_missing": ("pair_findings", False),
     "current_only_findings": ("current_only_findings", False),
+    "pair_findings_change": ("pair_findings_change", True),
 }
 MODELS = {
-    "current_only": ("mlp2x_gelu", -1, False, "dummy"),
-    "pair_concat": ("pair_concat", -1, True, "dummy"),
-    "tac": ("tac", "all", True, "dummy"),
-    "tac_learned": ("tac", "all", True, "learned"),
-    "pair_findings": ("pair_findings", -1, True, "learned"),
-    "current_only_findings": ("findings", -1, False, "dummy"),
+    "current_only": ("mlp2x_gelu", -1, False, "dummy", False),
+    "pair_concat": ("pair_concat", -1, True, "dummy", False),
+    "tac": ("tac", "all", True, "dummy", False),
+    "tac_learned": ("tac", "all", True, "learned", False),
+    "pair_findings": ("pair_findings", -1, True, "learned", False),
+    "current_only_findings": ("findings", -1, False, "dummy", False),
+    "pair_findings_change": ("pair_findings", -1, True, "learned", True),
 }
-DEFAULT_VARIANTS = "current_only,current_only_findings,pair_concat,tac,tac_prior_missing,pair_findings"
+DEFAULT_VARIANTS = ("current_only,current_only_findings,pair_concat,tac,tac_prior_missing,pair_findings,"
+                    "pair_findings_change")
 FINDINGS_CONNECTORS = ("findings", "pair_findings")  # their classifier starts as the encoder stage's label head
 
 
@@ -88,7 +93,8 @@ def write_splits(data: Path, out: Path) -> dict[str, Path]:
     return files
 
 
-def train_variant(name: str, connector: str, layer, missing_prior: str, train_file: Path, out: Path, args):
+def train_variant(name: str, connector: str, layer, missing_prior: str, change: bool, train_file: Path, out: Path,
+                  args):
     """With --encoder-steps, each variant first teaches its encoder the report labels (recipe encoder, the same
     steps for every variant), then trains connector + LM on the kept encoder; else everything trains at once."""
     from medvlm.config import build_config
@@ -103,11 +109,16 @@ def train_variant(name: str, connector: str, layer, missing_prior: str, train_fi
         model["preset_options"]["connector_config"] = {
             "pooling": args.encoder_pooling, "train_classifier": args.findings_train_classifier,
             "threshold": args.findings_threshold or None}
+        if change:
+            from medvlm.train.encoder_stage import CHANGE_CLASSES, CHANGE_FINDINGS
+
+            model["preset_options"]["connector_config"].update(change_findings=len(CHANGE_FINDINGS),
+                                                               change_classes=len(CHANGE_CLASSES))
     seconds = 0.0
     if args.encoder_steps:
         encoder = train(build_config(TrainConfig, {
             "recipe": "encoder", "model": model, "data": {"train": str(train_file)}, "components": {"vision": "full"},
-            "encoder": {"pooling": args.encoder_pooling},
+            "encoder": {"pooling": args.encoder_pooling, "change_head": change},
             "optim": {"lr": args.encoder_lr, "batch_size": 32, "max_steps": args.encoder_steps, "warmup_ratio": 0.05},
             "run": {**run, "output_dir": str(out / f"{name}_encoder")},
         }))
@@ -238,9 +249,9 @@ def main() -> None:
     for name in names:
         run_name, eval_prior = VARIANTS[name]
         if run_name not in trained:
-            connector, layer, train_prior, missing_prior = MODELS[run_name]
+            connector, layer, train_prior, missing_prior, change = MODELS[run_name]
             print(f"== train {run_name}", flush=True)
-            result = train_variant(run_name, connector, layer, missing_prior,
+            result = train_variant(run_name, connector, layer, missing_prior, change,
                                    files["train_pair" if train_prior else "train_current"], out / "runs", args)
             trained[run_name] = (result.model_dir, result.seconds)
         model_dir, train_seconds = trained[run_name]
@@ -257,7 +268,8 @@ def main() -> None:
     print()
     print(table(results))
     pairs = [(n, "current_only") for n in ("pair_concat", "tac", "tac_learned", "pair_findings")]
-    for name, control in pairs + [("pair_findings", "current_only_findings")]:
+    findings_pairs = [(n, "current_only_findings") for n in ("pair_findings", "pair_findings_change")]
+    for name, control in pairs + [("pair_findings_change", "current_only")] + findings_pairs:
         if name in results and control in results:
             gain = results[name]["temporal_f1"] - results[control]["temporal_f1"]
             change = results[name]["change_accuracy"] - results[control]["change_accuracy"]

@@ -106,6 +106,27 @@ def test_pair_findings_tokens_carry_both_verdicts(compose):
     torch.testing.assert_close(out[0, 33], label[1] + before[1])  # resolved
 
 
+def test_pair_findings_change_tokens_carry_the_change_classifier(compose):
+    from torch import nn
+
+    settings = {"num_labels": 2, "pooling": "mean", "change_findings": 3, "change_classes": 4, "threshold": 0.5}
+    model, _ = compose("pair_findings", connector_config=settings, missing_prior="learned")
+    assert model.config.image_seq_length == 2 * 16 + 2 + 3
+    connector = model.connector.eval()
+    features = torch.randn(4, 16, 32)  # two pairs
+    with torch.no_grad():
+        connector.change_classifier.weight.zero_()
+        connector.change_classifier.bias.copy_(torch.tensor([0.0, 5.0, 0.0, 0.0] * 3))  # class 1 for every finding
+    out = connector(features, torch.tensor([True, False]))
+    expected = connector.change_label_embedding + connector.change_class_embedding[1]  # one-hot at the threshold
+    torch.testing.assert_close(out[0, 34:], expected)
+    torch.testing.assert_close(out[1, 34:], connector.no_prior_change)  # no prior: the learned block
+    out.sum().backward()
+    assert connector.change_classifier.bias.grad is not None  # straight-through
+    with pytest.raises(ValueError, match="change_findings / change_classes"):
+        connector.load_change_head(nn.Linear(64, 10))
+
+
 def test_a_pair_findings_model_takes_the_encoder_stage_label_head(compose):
     from torch import nn
 

@@ -153,3 +153,73 @@ def test_the_encoder_stage_hands_its_label_head_to_a_findings_connector(tmp_path
     with torch.no_grad():  # the connector's classifier reads what the head read: the same logits
         torch.testing.assert_close(loaded.connector.finding_logits(loaded.vision_tower.eval()(pixels)),
                                    labelled.eval()(pixels))
+
+
+def test_pairs_get_the_change_their_report_states_per_finding(tmp_path):
+    from medvlm.train.encoder_stage import CHANGE_CLASSES, CHANGE_FINDINGS, IGNORE_CLASS, pair_label_targets
+
+    rows = [_row("p", ["cur.png", "prior.png"], "report",
+                 "The left pleural effusion has increased since the prior study. New right pneumothorax. "
+                 "The endotracheal tube has been removed. No pulmonary edema."),
+            _row("q", "alone.png", "report", "No prior study is available for comparison. Small effusion.")]
+    records, path = _records(tmp_path, rows)
+    pairs = pair_label_targets(records, report_task="report", uncertain="ignore", image_folder=None,
+                               record_file=path)
+    assert [p and p.rsplit("/", 1)[-1] for p in pairs.prior_paths] == ["prior.png", None]
+    stated = {f: CHANGE_CLASSES[int(c)] for f, c in zip(CHANGE_FINDINGS, pairs.change[0], strict=True)}
+    assert stated["pleural_effusion"] == "increased" and stated["pneumothorax"] == "new"
+    assert stated["ett"] == "resolved" and stated["edema"] == "none" and stated["nodule"] == "none"
+    assert (pairs.change[1] == IGNORE_CLASS).all()  # no prior: nothing to learn about change
+    assert pairs.targets[1, COLUMN["Pleural Effusion"]] == 1
+
+
+def test_the_change_head_reads_both_images_and_its_loss_counts_the_pairs_with_a_prior():
+    from medvlm.train.encoder_stage import (CHANGE_CLASSES, CHANGE_FINDINGS, IGNORE_CLASS, EncoderWithLabelHead,
+                                            label_counts, label_loss_sums)
+
+    class Tokens(torch.nn.Module):  # a stand-in encoder: 4 tokens of width 8 from the mean pixel
+        select = "drop_cls"
+
+        def forward(self, pixels):
+            return pixels.mean(dim=(1, 2, 3))[:, None, None].expand(-1, 4, 8) * torch.arange(1.0, 9.0)
+
+    model = EncoderWithLabelHead(Tokens(), 8, pooling="mean_max", change_head=True)
+    pairs = torch.rand(3, 2, 1, 4, 4)
+    labels, change = model(pairs)
+    assert labels.shape == (3, 14) and change.shape == (3, len(CHANGE_FINDINGS), len(CHANGE_CLASSES))
+    torch.testing.assert_close(labels, model(pairs[:, 0]))  # the label head reads the current image
+    batch = {"pixel_values": pairs, "labels": torch.zeros(3, 14),
+             "change": torch.tensor([[1] * 10, [0] * 10, [IGNORE_CLASS] * 10])}
+    sums, counts = label_loss_sums(model, batch)
+    assert counts.tolist() == label_counts(batch).tolist() == [24, 24, 14]
+    sums.sum().backward()
+    assert model.change_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="encoder.change_head: true"):
+        EncoderWithLabelHead(Tokens(), 8)(pairs)
+
+
+def test_encoder_stage_with_change_head_hands_both_heads_to_pair_findings(tmp_path):
+    from medvlm.config import build_config
+    from medvlm.synth.cxr import CXRConfig
+    from medvlm.synth.dataset import write_dataset
+    from medvlm.train import TrainConfig, train
+    from medvlm.train.encoder_stage import CHANGE_CLASSES, CHANGE_FINDINGS
+
+    data = tmp_path / "data"
+    write_dataset(data, "cxr", 12, seed=1, config=CXRConfig(size_px=32, temporal=True), progress=False)
+    connector = {"pooling": "mean_max", "change_findings": len(CHANGE_FINDINGS), "change_classes": len(CHANGE_CLASSES)}
+    cfg = build_config(TrainConfig, {
+        "recipe": "encoder", "data": {"train": str(data / "train.json")}, "components": {"vision": "full"},
+        "encoder": {"pooling": "mean_max", "change_head": True},
+        "model": {"preset": "tiny", "preset_options": {
+            "image_size": 32, "patch_size": 8, "vision_hidden_size": 32, "text_hidden_size": 64, "vocab_size": 300,
+            "connector_type": "pair_findings", "connector_config": connector}},
+        "optim": {"max_steps": 2, "batch_size": 4},
+        "run": {"output_dir": str(tmp_path / "run"), "progress": False, "tensorboard": False}})
+    result = train(cfg)
+    with safe_open(result.model_dir / "change_head.safetensors", "pt") as f:
+        assert f.metadata()["findings"].split(",") == list(CHANGE_FINDINGS)
+        head = f.get_tensor("weight")
+    model, _ = medvlm.load(result.model_dir)
+    torch.testing.assert_close(model.connector.change_classifier.weight, head)
+    assert model.config.image_seq_length == 2 * 16 + 14 + len(CHANGE_FINDINGS)

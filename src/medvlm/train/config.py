@@ -97,6 +97,9 @@ class EncoderConfig:
     # weight of a positive target in the loss, per label, from the training images: "none" (1), "balanced"
     # (negatives / positives) or "sqrt" (its square root; rare findings are found more often at p > 0.5); at most 20
     positive_weight: Literal["none", "sqrt", "balanced"] = "none"
+    # also learn, from [current, prior] of the records with a prior, the change each report states per finding
+    # (medvlm.evaluate.change: none / new / resolved / increased / decreased / unchanged); one sample per record
+    change_head: bool = False
 
 
 @dataclass

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from medvlm.evaluate.change import CHANGES, DEVICE_PHRASES, FINDING_OBSERVATIONS, stated_change
 from medvlm.evaluate.labeler import CHEXPERT_OBSERVATIONS, label_reports
 from medvlm.fileio import atomic_path
 from medvlm.records import TrainingRecord, resolve_path
@@ -33,6 +34,11 @@ from medvlm.records import TrainingRecord, resolve_path
 IGNORE = -100.0  # a target the loss leaves out
 _RANK = {"not_mentioned": 0, "negative": 1, "uncertain": 2, "positive": 3}  # which label wins for an image
 UNCERTAIN_POLICIES = {"ignore": IGNORE, "positive": 1.0, "negative": 0.0}
+# encoder.change_head: what the report states of each finding's interval change (medvlm.evaluate.change), as a
+# class per finding; "none": no change word for it (not mentioned, or mentioned without one)
+CHANGE_FINDINGS: tuple[str, ...] = tuple(FINDING_OBSERVATIONS) + tuple(DEVICE_PHRASES)
+CHANGE_CLASSES: tuple[str, ...] = ("none", *CHANGES)
+IGNORE_CLASS = -100  # a change target the loss leaves out (a study without a prior)
 
 
 @dataclass
@@ -40,13 +46,14 @@ class LabelledImages:
     paths: list[str]  # resolved image paths, one per sample
     targets: torch.Tensor  # (N, 14) float: 1, 0 or IGNORE, columns in CHEXPERT_OBSERVATIONS order
     records_used: int
+    # encoder.change_head: one sample per report record, its prior (None: none) and the stated change per finding
+    prior_paths: list[str | None] | None = None
+    change: torch.Tensor | None = None  # (N, len(CHANGE_FINDINGS)) long: CHANGE_CLASSES index or IGNORE_CLASS
 
 
-def report_label_targets(records: list[TrainingRecord], *, report_task: str | None, uncertain: str,
-                         image_folder: str | os.PathLike | None, record_file: str | os.PathLike) -> LabelledImages:
-    """The encoder stage's samples: every distinct image of the label records with its 14 targets."""
-    if uncertain not in UNCERTAIN_POLICIES:
-        raise ValueError(f"encoder.uncertain={uncertain!r}: use one of {sorted(UNCERTAIN_POLICIES)}")
+def _label_records(records: list[TrainingRecord], report_task: str | None,
+                   record_file: str | os.PathLike) -> tuple[list[TrainingRecord], list[str]]:
+    """The records whose reports give labels, and their report texts (the assistant turns joined)."""
     chosen = [r for r in records if report_task is None or r.metadata.get("task") == report_task]
     if not chosen:
         tasks = sorted({str(r.metadata.get("task")) for r in records})
@@ -56,7 +63,46 @@ def report_label_targets(records: list[TrainingRecord], *, report_task: str | No
         if not r.images:
             raise ValueError(f"{record_file}: record {r.id!r} (task {report_task!r}) has no image to learn its "
                              "labels from; field: image")
-    texts = [" ".join(t.value for t in r.conversations if t.role == "gpt") for r in chosen]
+    return chosen, [" ".join(t.value for t in r.conversations if t.role == "gpt") for r in chosen]
+
+
+def _label_values(uncertain: str) -> dict[str, float]:
+    if uncertain not in UNCERTAIN_POLICIES:
+        raise ValueError(f"encoder.uncertain={uncertain!r}: use one of {sorted(UNCERTAIN_POLICIES)}")
+    return {"positive": 1.0, "negative": 0.0, "not_mentioned": 0.0, "uncertain": UNCERTAIN_POLICIES[uncertain]}
+
+
+def pair_label_targets(records: list[TrainingRecord], *, report_task: str | None, uncertain: str,
+                       image_folder: str | os.PathLike | None, record_file: str | os.PathLike) -> LabelledImages:
+    """encoder.change_head: one sample per label record: its current image with the 14 targets of its report, its
+    prior (the second image or the named prior; None without one) and the change its report states per finding
+    of CHANGE_FINDINGS (IGNORE_CLASS for every finding of a study without a prior)."""
+    value_of = _label_values(uncertain)
+    chosen, texts = _label_records(records, report_task, record_file)
+    paths, priors, change = [], [], []
+    for record, text in zip(chosen, texts, strict=True):
+        images = record.images + ([record.prior_image] if record.prior_image is not None else [])
+        if len(images) > 2:
+            raise ValueError(f"{record_file}: record {record.id!r} has {len(images)} images; encoder.change_head "
+                             "takes a current image and at most one prior; field: image")
+        paths.append(str(resolve_path(images[0], image_folder, record_file)))
+        priors.append(str(resolve_path(images[1], image_folder, record_file)) if len(images) == 2 else None)
+        change.append([CHANGE_CLASSES.index(_change_class(stated_change(text, f))) if len(images) == 2
+                       else IGNORE_CLASS for f in CHANGE_FINDINGS])
+    targets = torch.tensor([[value_of[found[o]] for o in CHEXPERT_OBSERVATIONS] for found in label_reports(texts)])
+    return LabelledImages(paths=paths, targets=targets, records_used=len(chosen), prior_paths=priors,
+                          change=torch.tensor(change, dtype=torch.long))
+
+
+def _change_class(stated: str) -> str:
+    return stated if stated in CHANGES else "none"  # "not_mentioned" / "no_change_stated": no change word
+
+
+def report_label_targets(records: list[TrainingRecord], *, report_task: str | None, uncertain: str,
+                         image_folder: str | os.PathLike | None, record_file: str | os.PathLike) -> LabelledImages:
+    """The encoder stage's samples: every distinct image of the label records with its 14 targets."""
+    value_of = _label_values(uncertain)
+    chosen, texts = _label_records(records, report_task, record_file)
     labels = label_reports(texts)
     best: dict[str, dict[str, str]] = {}
     for record, found in zip(chosen, labels, strict=True):
@@ -65,13 +111,14 @@ def report_label_targets(records: list[TrainingRecord], *, report_task: str | No
         for observation, value in found.items():
             if _RANK[value] > _RANK[merged[observation]]:
                 merged[observation] = value
-    value_of = {"positive": 1.0, "negative": 0.0, "not_mentioned": 0.0, "uncertain": UNCERTAIN_POLICIES[uncertain]}
     targets = torch.tensor([[value_of[found[o]] for o in CHEXPERT_OBSERVATIONS] for found in best.values()])
     return LabelledImages(paths=list(best), targets=targets, records_used=len(chosen))
 
 
 class LabelledImageDataset(torch.utils.data.Dataset):
-    """Item i: {"pixel_values": (C, H, W), "labels": (14,)}, the image through the model's processor."""
+    """Item i: {"pixel_values": (C, H, W), "labels": (14,)}, the image through the model's processor; with
+    change targets: pixel_values (2, C, H, W) = [current, prior] (the current again without a prior) and
+    "change": (len(CHANGE_FINDINGS),)."""
 
     def __init__(self, images: LabelledImages, processor):
         self.images, self.processor = images, processor
@@ -81,12 +128,16 @@ class LabelledImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         pixels = self.processor.preprocess_image(self.images.paths[index])
-        return {"pixel_values": pixels, "labels": self.images.targets[index]}
+        item = {"pixel_values": pixels, "labels": self.images.targets[index]}
+        if self.images.change is not None:
+            prior = self.images.prior_paths[index]
+            item["pixel_values"] = torch.stack([pixels, self.processor.preprocess_image(prior) if prior else pixels])
+            item["change"] = self.images.change[index]
+        return item
 
 
 def collate_labelled(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {"pixel_values": torch.stack([s["pixel_values"] for s in samples]),
-            "labels": torch.stack([s["labels"] for s in samples])}
+    return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
 
 
 POOLINGS = ("mean", "mean_max", "cls")
@@ -104,7 +155,7 @@ class EncoderWithLabelHead(nn.Module):
     "mean_max" reads exactly the two summary tokens the language model is handed."""
 
     def __init__(self, vision_tower: nn.Module, feature_dim: int, pooling: str = "mean",
-                 num_labels: int = len(CHEXPERT_OBSERVATIONS)):
+                 num_labels: int = len(CHEXPERT_OBSERVATIONS), change_head: bool = False):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"encoder.pooling={pooling!r}: use one of {POOLINGS}")
@@ -113,32 +164,57 @@ class EncoderWithLabelHead(nn.Module):
                              "vision_feature_select='keep_cls' (e.g. model.preset_options.vision_feature_select)")
         self.vision_tower = vision_tower
         self.pooling = pooling
-        self.head = nn.Linear((2 if pooling == "mean_max" else 1) * feature_dim, num_labels)
+        pooled_dim = (2 if pooling == "mean_max" else 1) * feature_dim
+        self.head = nn.Linear(pooled_dim, num_labels)
+        # encoder.change_head: [pooled current, pooled prior] -> a CHANGE_CLASSES distribution per CHANGE_FINDINGS
+        self.change_head = (nn.Linear(2 * pooled_dim, len(CHANGE_FINDINGS) * len(CHANGE_CLASSES))
+                            if change_head else None)
         # the loss's weight of a positive target per label (encoder.positive_weight); not part of the saved head
         self.register_buffer("positive_weight", torch.ones(num_labels), persistent=False)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(N, C, H, W) -> label logits (N, num_labels); pairs (N, 2, C, H, W), current first, with a change head
+        -> (label logits of the current images, change logits (N, len(CHANGE_FINDINGS), len(CHANGE_CLASSES)))."""
+        if pixel_values.dim() == 4:
+            return self.head(self.pooled(pixel_values))
+        if self.change_head is None:
+            raise ValueError("image pairs need the change head (encoder.change_head: true)")
+        pooled = self.pooled(pixel_values.flatten(0, 1)).unflatten(0, (pixel_values.shape[0], 2))
+        change = self.change_head(pooled.flatten(1))
+        return self.head(pooled[:, 0]), change.view(len(pooled), len(CHANGE_FINDINGS), len(CHANGE_CLASSES))
+
+    def pooled(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> what the heads read (N, pooled_dim)."""
         features = self.vision_tower(pixel_values)
         if features.dim() == 4:  # (N, layers, tokens, dim): every layer selected
             features = features[:, -1]
         if self.pooling == "cls":
-            return self.head(features[:, 0])
+            return features[:, 0]
         if self.vision_tower.select == "add_pooled":  # the last two tokens are the patches' mean and max
             features = features[:, :-2]
         pooled = features.mean(dim=1)
         if self.pooling == "mean_max":
             pooled = torch.cat([pooled, features.amax(dim=1)], dim=-1)
-        return self.head(pooled)
+        return pooled
 
 
 def label_loss_sums(model: EncoderWithLabelHead, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per sample: the summed binary cross-entropy over its non-ignored targets (N,), and their count (N,)."""
+    """Per sample: the summed loss over its non-ignored targets (N,), and their count (N,): binary cross-entropy
+    per label, plus (with change targets) cross-entropy per finding's change class."""
     logits = model(batch["pixel_values"])
+    change_logits = None
+    if "change" in batch:
+        logits, change_logits = logits
     keep = batch["labels"] != IGNORE
     targets = batch["labels"].clamp(min=0).float()
     losses = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none",
                                                             pos_weight=_unwrapped(model).positive_weight)
-    return (losses * keep).sum(dim=1), keep.sum(dim=1)
+    sums, counts = (losses * keep).sum(dim=1), keep.sum(dim=1)
+    if change_logits is not None:
+        change = nn.functional.cross_entropy(change_logits.float().transpose(1, 2), batch["change"],
+                                             ignore_index=IGNORE_CLASS, reduction="none")  # (N, findings)
+        sums, counts = sums + change.sum(dim=1), counts + (batch["change"] != IGNORE_CLASS).sum(dim=1)
+    return sums, counts
 
 
 MAX_POSITIVE_WEIGHT = 20.0
@@ -167,7 +243,10 @@ def _unwrapped(model: nn.Module) -> nn.Module:
 
 def label_counts(batch: dict) -> torch.Tensor:
     """Targets the loss counts per sample (N,): every one but the ignored."""
-    return (batch["labels"] != IGNORE).sum(dim=1)
+    counts = (batch["labels"] != IGNORE).sum(dim=1)
+    if "change" in batch:
+        counts = counts + (batch["change"] != IGNORE_CLASS).sum(dim=1)
+    return counts
 
 
 def feature_dim(model) -> int:
@@ -186,21 +265,34 @@ def save_label_head(head: nn.Linear, pooling: str, model_dir: os.PathLike) -> No
         save_file(state, tmp, metadata={"observations": names, "pooling": pooling})
 
 
+def save_change_head(head: nn.Linear, pooling: str, model_dir: os.PathLike) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+    metadata = {"findings": ",".join(CHANGE_FINDINGS), "classes": ",".join(CHANGE_CLASSES), "pooling": pooling}
+    with atomic_path(os.path.join(model_dir, "change_head.safetensors")) as tmp:
+        save_file(state, tmp, metadata=metadata)
+
+
 def build(cfg, composed, processor, records) -> tuple[EncoderWithLabelHead, object]:
     """(the module the loop trains, its data) for recipe=encoder: the composed model's encoder (in full) with a
     new label head; everything else of the composed model frozen."""
     from medvlm.train.builders import TrainingData
 
-    images = report_label_targets(records, report_task=cfg.encoder.report_task, uncertain=cfg.encoder.uncertain,
-                                  image_folder=cfg.data.image_folder, record_file=cfg.data.train)
+    targets = pair_label_targets if cfg.encoder.change_head else report_label_targets
+    images = targets(records, report_task=cfg.encoder.report_task, uncertain=cfg.encoder.uncertain,
+                     image_folder=cfg.data.image_folder, record_file=cfg.data.train)
     for p in composed.parameters():
         p.requires_grad_(False)
     for p in composed.vision_tower.parameters():
         p.requires_grad_(True)
-    model = EncoderWithLabelHead(composed.vision_tower, feature_dim(composed), pooling=cfg.encoder.pooling)
+    model = EncoderWithLabelHead(composed.vision_tower, feature_dim(composed), pooling=cfg.encoder.pooling,
+                                 change_head=cfg.encoder.change_head)
     model.positive_weight.copy_(positive_weights(images.targets, cfg.encoder.positive_weight))
     if hasattr(composed.connector, "load_label_head"):  # refuse a head the connector cannot take before training
         composed.connector.load_label_head(model.head, model.pooling)
+    if model.change_head is not None and getattr(composed.connector, "change_classifier", None) is not None:
+        composed.connector.load_change_head(model.change_head)
     data = TrainingData(dataset=LabelledImageDataset(images, processor), collate=collate_labelled, validation=None)
     return model, data
 
@@ -212,8 +304,13 @@ def export(composed, labelled: EncoderWithLabelHead, processor, model_dir: os.Pa
 
     if hasattr(composed.connector, "load_label_head"):  # e.g. the findings connector: its classifier starts here
         composed.connector.load_label_head(labelled.head, labelled.pooling)
+    change_head = labelled.change_head
+    if change_head is not None and getattr(composed.connector, "change_classifier", None) is not None:
+        composed.connector.load_change_head(change_head)  # pair_findings with change tokens
     with atomic_dir(model_dir) as tmp:
         composed.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         save_label_head(labelled.head, labelled.pooling, tmp)
+        if change_head is not None:
+            save_change_head(change_head, labelled.pooling, tmp)
 
