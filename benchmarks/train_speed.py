@@ -4,12 +4,12 @@
    2-layer GELU projector, same Llama), full training step (forward, backward, AdamW) on the same batches.
    Goal: medvlm at least as fast (ratio llava / medvlm >= 1).
 2. The align stage (connector only, encoder and LM frozen) with cached encoder features vs running the
-   encoder on decoded images every step. Goal >= 3x. Measured with an encoder the size of the ones the
-   reference systems freeze in that stage relative to the LM (see --vision-*), and with the tiny preset.
+   encoder on decoded images every step. Goal >= 3x. Measured with the tiny preset, the demo's encoder and an
+   8-layer, 256-wide ViT (larger relative to the LM, as the encoders the reference systems freeze there).
 3. The finetune stage with batches grouped by length (data.group_by_length) vs in random order: mean seconds
    per step over the same number of batches of the demo's model and data mix (reports and multi-turn VQA).
 
-    .venv/bin/python benchmarks/train_speed.py [--steps 20] [--batch-size 16]
+    .venv/bin/python benchmarks/train_speed.py [--batch-size 16] [--batches 4] [--repeats 3]
 """
 
 from __future__ import annotations
