@@ -104,6 +104,7 @@ def train_variant(name: str, connector: str, layer, missing_prior: str, change: 
     model = {"preset": "tiny", "preset_options": {
         "image_size": args.image_size, "patch_size": args.patch_size, "connector_type": connector,
         "vision_feature_layer": layer, "missing_prior": missing_prior, "vision_layers": args.vision_layers,
+        "vision_hidden_size": args.vision_hidden_size,
         "vision_stem": args.vision_stem}}
     if connector in FINDINGS_CONNECTORS:
         model["preset_options"]["connector_config"] = {
@@ -205,6 +206,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=32, help="model input side, px (default: %(default)s)")
     parser.add_argument("--patch-size", type=int, default=8, help="ViT patch side, px (default: %(default)s)")
     parser.add_argument("--vision-layers", type=int, default=2, help="ViT layers (default: %(default)s)")
+    parser.add_argument("--vision-hidden-size", type=int, default=64, help="ViT width (default: %(default)s)")
     parser.add_argument("--vision-stem", choices=("patch", "conv"), default="conv",
                         help="ViT patch embedding: one linear map, or a convolutional stem (default: %(default)s)")
     parser.add_argument("--encoder-steps", type=int, default=600,
