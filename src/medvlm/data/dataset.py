@@ -71,7 +71,7 @@ class TrainingDataset(Dataset):
         return self._stats
 
     def tasks(self) -> list[str | None]:
-        """Each record's `task` (metadata; None where it has none): data.group_by_length keeps the tasks mixed."""
+        """Each record's `task` (metadata; None where it has none): data.group_mix_tasks keeps them mixed."""
         return [record.metadata.get("task") for record in self.records]
 
     def __getitem__(self, index: int) -> EncodedSample:

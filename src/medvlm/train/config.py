@@ -33,6 +33,9 @@ class DataConfig:
     # batches of samples of similar length (less padding; much faster when short and long records mix, e.g.
     # reports and multi-turn VQA); the order stays seeded and resumable
     group_by_length: bool = False
+    # with group_by_length: keep each batch's mix of record tasks (metadata `task`) as in the data, sorting each
+    # task's samples by length on its own (docs/training.md has the measurements: better VQA, not better reports)
+    group_mix_tasks: bool = False
     skip_bad: bool = False  # skip (and list) bad records instead of failing on the first
     num_workers: int = 0  # DataLoader worker processes
 

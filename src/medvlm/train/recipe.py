@@ -221,7 +221,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     )
     # the encoder recipe's samples are images, all one size: nothing to group
     grouped = cfg.data.group_by_length and cfg.recipe != "encoder"
-    lengths, tasks = (data.dataset.lengths(), data.dataset.tasks()) if grouped else (None, None)
+    lengths = data.dataset.lengths() if grouped else None
+    tasks = data.dataset.tasks() if grouped and cfg.data.group_mix_tasks else None
     sampler = GlobalBatchSampler(len(data.dataset), cfg.optim.batch_size, world, rank, cfg.run.seed, lengths, tasks)
     mean_labelled = None  # optim.loss_weighting="token_global": the data's learned tokens per sample
     if cfg.optim.loss_weighting == "token_global":
