@@ -14,7 +14,18 @@ from safetensors import safe_open
 import medvlm
 from medvlm.evaluate.labeler import CHEXPERT_OBSERVATIONS
 from medvlm.records import load_training
-from medvlm.train.encoder_stage import IGNORE, positive_weights, report_label_targets
+from medvlm.train.encoder_stage import (
+    CHANGE_CLASSES,
+    CHANGE_FINDINGS,
+    IGNORE,
+    IGNORE_CLASS,
+    EncoderWithLabelHead,
+    label_counts,
+    label_loss_sums,
+    pair_label_targets,
+    positive_weights,
+    report_label_targets,
+)
 
 COLUMN = {name: i for i, name in enumerate(CHEXPERT_OBSERVATIONS)}
 
@@ -156,8 +167,6 @@ def test_the_encoder_stage_hands_its_label_head_to_a_findings_connector(tmp_path
 
 
 def test_pairs_get_the_change_their_report_states_per_finding(tmp_path):
-    from medvlm.train.encoder_stage import CHANGE_CLASSES, CHANGE_FINDINGS, IGNORE_CLASS, pair_label_targets
-
     rows = [_row("p", ["cur.png", "prior.png"], "report",
                  "The left pleural effusion has increased since the prior study. New right pneumothorax. "
                  "The endotracheal tube has been removed. No pulmonary edema."),
@@ -174,9 +183,6 @@ def test_pairs_get_the_change_their_report_states_per_finding(tmp_path):
 
 
 def test_the_change_head_reads_both_images_and_its_loss_counts_the_pairs_with_a_prior():
-    from medvlm.train.encoder_stage import (CHANGE_CLASSES, CHANGE_FINDINGS, IGNORE_CLASS, EncoderWithLabelHead,
-                                            label_counts, label_loss_sums)
-
     class Tokens(torch.nn.Module):  # a stand-in encoder: 4 tokens of width 8 from the mean pixel
         select = "drop_cls"
 
@@ -203,8 +209,6 @@ def test_encoder_stage_with_change_head_hands_both_heads_to_pair_findings(tmp_pa
     from medvlm.synth.cxr import CXRConfig
     from medvlm.synth.dataset import write_dataset
     from medvlm.train import TrainConfig, train
-    from medvlm.train.encoder_stage import CHANGE_CLASSES, CHANGE_FINDINGS
-
     data = tmp_path / "data"
     write_dataset(data, "cxr", 12, seed=1, config=CXRConfig(size_px=32, temporal=True), progress=False)
     connector = {"pooling": "mean_max", "change_findings": len(CHANGE_FINDINGS), "change_classes": len(CHANGE_CLASSES)}
