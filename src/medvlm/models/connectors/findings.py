@@ -90,6 +90,11 @@ class FindingsConnector(nn.Module):
                 f"the label head (pooling {pooling!r}, weight {tuple(head.weight.shape)}) does not fit the findings "
                 f"connector (pooling {self.pooling!r}, weight {tuple(self.classifier.weight.shape)}): give "
                 "encoder.pooling and connector_config.pooling the same value, and num_labels the head's count")
-        with torch.no_grad():
-            self.classifier.weight.copy_(head.weight)
-            self.classifier.bias.copy_(head.bias)
+        copy_linear(self.classifier, head)
+
+
+def copy_linear(target: nn.Linear, source: nn.Linear) -> None:
+    """target's weight and bias := source's (same shapes; checked by the caller, whose message names the fix)."""
+    with torch.no_grad():
+        target.weight.copy_(source.weight)
+        target.bias.copy_(source.bias)

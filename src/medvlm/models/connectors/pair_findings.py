@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medvlm.models.connectors.findings import FindingsConnector
+from medvlm.models.connectors.findings import FindingsConnector, copy_linear
 from medvlm.models.connectors.tac import MISSING_PRIOR_MODES
 
 
@@ -98,9 +98,7 @@ class PairFindingsConnector(FindingsConnector):
                 f"the change head (weight {tuple(head.weight.shape)}) does not fit the pair_findings change "
                 f"classifier (weight {tuple(self.change_classifier.weight.shape)}): give connector_config "
                 "change_findings / change_classes the encoder stage's counts and the same pooling")
-        with torch.no_grad():
-            self.change_classifier.weight.copy_(head.weight)
-            self.change_classifier.bias.copy_(head.bias)
+        copy_linear(self.change_classifier, head)
 
     def forward(self, features: torch.Tensor, prior_present: torch.Tensor | None = None) -> torch.Tensor:
         if features.ndim != 3 or features.shape[0] % 2:
