@@ -35,6 +35,7 @@ class TrainingDataset(Dataset):
         self.processor = processor
         self.image_folder = image_folder
         self.record_file = Path(record_file)
+        self._stats: list[tuple[int, int]] | None = None  # (tokens, learned tokens) per sample, counted once
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, processor: MedVLMProcessor,
@@ -66,7 +67,7 @@ class TrainingDataset(Dataset):
         return [labelled for _, labelled in self._text_stats()]
 
     def _text_stats(self) -> list[tuple[int, int]]:
-        if getattr(self, "_stats", None) is None:
+        if self._stats is None:
             self._stats = [text_stats(self.text_sample(i)) for i in range(len(self))]
         return self._stats
 
