@@ -146,7 +146,7 @@ class CachedFeatureDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     def lengths(self) -> list[int]:
-        return [len(sample.input_ids) for sample in self.samples]
+        return [text_stats(sample)[0] for sample in self.samples]
 
     def tasks(self) -> list[str | None]:
         return list(self._tasks)

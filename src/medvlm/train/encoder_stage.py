@@ -209,12 +209,12 @@ def label_loss_sums(model: EncoderWithLabelHead, batch: dict) -> tuple[torch.Ten
     targets = batch["labels"].clamp(min=0).float()
     losses = nn.functional.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none",
                                                             pos_weight=_unwrapped(model).positive_weight)
-    sums, counts = (losses * keep).sum(dim=1), keep.sum(dim=1)
+    sums = (losses * keep).sum(dim=1)
     if change_logits is not None:
         change = nn.functional.cross_entropy(change_logits.float().transpose(1, 2), batch["change"],
                                              ignore_index=IGNORE_CLASS, reduction="none")  # (N, findings)
-        sums, counts = sums + change.sum(dim=1), counts + (batch["change"] != IGNORE_CLASS).sum(dim=1)
-    return sums, counts
+        sums = sums + change.sum(dim=1)  # ignored targets add 0
+    return sums, label_counts(batch)
 
 
 MAX_POSITIVE_WEIGHT = 20.0
@@ -257,20 +257,20 @@ def feature_dim(model) -> int:
 
 
 def save_label_head(head: nn.Linear, pooling: str, model_dir: os.PathLike) -> None:
-    from safetensors.torch import save_file
-
-    names = ",".join(CHEXPERT_OBSERVATIONS)
-    state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
-    with atomic_path(os.path.join(model_dir, "label_head.safetensors")) as tmp:
-        save_file(state, tmp, metadata={"observations": names, "pooling": pooling})
+    _save_head(head, os.path.join(model_dir, "label_head.safetensors"),
+               {"observations": ",".join(CHEXPERT_OBSERVATIONS), "pooling": pooling})
 
 
 def save_change_head(head: nn.Linear, pooling: str, model_dir: os.PathLike) -> None:
+    _save_head(head, os.path.join(model_dir, "change_head.safetensors"),
+               {"findings": ",".join(CHANGE_FINDINGS), "classes": ",".join(CHANGE_CLASSES), "pooling": pooling})
+
+
+def _save_head(head: nn.Linear, path: str, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
-    metadata = {"findings": ",".join(CHANGE_FINDINGS), "classes": ",".join(CHANGE_CLASSES), "pooling": pooling}
-    with atomic_path(os.path.join(model_dir, "change_head.safetensors")) as tmp:
+    with atomic_path(path) as tmp:
         save_file(state, tmp, metadata=metadata)
 
 
