@@ -56,3 +56,43 @@ def test_mean_over_pairs_and_aggregate_on_indices():
     assert stats.aggregate(np.array([0, 0, 2])) == {"temporal_f1": pytest.approx(1.0)}
     with pytest.raises(ValueError, match="one reference per prediction"):
         temporal_statistics(preds, refs[:2])
+
+
+def _brute_force_best(samples: list[set[str]]) -> float:
+    from itertools import combinations
+
+    from medvlm.evaluate.temporal import keyword_set_f1
+
+    vocabulary = sorted(set().union(*samples))
+    return max(sum(keyword_set_f1(set(c), s) for s in samples)
+               for k in range(len(vocabulary) + 1) for c in combinations(vocabulary, k))
+
+
+def test_keyword_set_f1_is_the_pair_f1_of_the_texts():
+    from medvlm.evaluate.temporal import keyword_set_f1
+
+    pred, ref = "New effusion, stable heart.", "The effusion is new. Unchanged heart, stable lines."
+    assert keyword_set_f1(temporal_entities(pred), temporal_entities(ref)) == temporal_pair_f1(pred, ref)
+    assert keyword_set_f1(set(), set()) == 1.0 and keyword_set_f1({"new"}, set()) == EPSILON
+
+
+def test_bayes_keywords_picks_the_expected_f1_optimum():
+    from medvlm.evaluate.temporal import bayes_keywords, keyword_set_f1
+
+    assert bayes_keywords([{"new", "stable"}] * 3) == {"new", "stable"}
+    assert bayes_keywords([{"new"}, {"new"}, {"new"}, {"larger"}]) == {"new"}  # majority, no hedging
+    assert bayes_keywords([{"new", "larger"}, {"new"}, {"larger"}]) == {"new", "larger"}  # the union pays here
+    assert bayes_keywords([set(), set(), {"new"}]) == set()  # "no change words" is the likelier reference
+    assert bayes_keywords([]) == set()
+    # exact on small vocabularies; the local search (exact_up_to=0) never worse than the best sample, and close
+    rng = np.random.default_rng(0)
+    words = ["new", "stable", "larger", "increased", "resolved", "smaller", "cleared"]
+    gaps = []
+    for _ in range(40):
+        samples = [{w for w in words if rng.random() < p} for p in rng.uniform(0.1, 0.7, size=int(rng.integers(2, 9)))]
+        optimum = _brute_force_best(samples)
+        assert sum(keyword_set_f1(bayes_keywords(samples), s) for s in samples) == pytest.approx(optimum, abs=1e-9)
+        searched = sum(keyword_set_f1(bayes_keywords(samples, exact_up_to=0), s) for s in samples)
+        assert searched >= max(sum(keyword_set_f1(c, s) for s in samples) for c in samples) - 1e-9
+        gaps.append(optimum - searched)
+    assert np.mean(gaps) < 0.01 * len(words)

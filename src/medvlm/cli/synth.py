@@ -4,12 +4,14 @@
                     [--format png|dicom] [--workers K] [--prevalence finding=p ...] [--report-style structured|free]
   medvlm synth derm|path|ct --out DIR --n N [...]   (same options where the kind has them)
   medvlm synth preview DIR --out sheet.png [--n 16]
+  medvlm synth oracle DIR [--draws 64] [--json ceiling.json]   what a perfect reader scores on DIR's test set
 
 A dataset folder holds images/, masks/, train.json (LLaVA conversations: report generation and VQA),
 test.jsonl (questions with references and answer_type), labels.jsonl (structured truth: findings with
 attributes and mask paths, CheXpert-style labels, change labels) and dataset.json (the card).
 The same seed gives byte-identical files whatever --workers; the split is by synthetic patient.
-Python: medvlm.synth.dataset.write_dataset(...) and medvlm.synth.preview.write_preview(...).
+Python: medvlm.synth.dataset.write_dataset(...), medvlm.synth.preview.write_preview(...) and
+medvlm.synth.oracle.oracle_scores(...).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def _prevalence(text: str) -> tuple[str, float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="synth_command", required=True, metavar="{cxr,derm,path,ct,preview}")
+    sub = parser.add_subparsers(dest="synth_command", required=True, metavar="{cxr,derm,path,ct,preview,oracle}")
     for kind, summary in KINDS_HELP.items():
         p = sub.add_parser(kind, help=summary, description=f"Write a synthetic {kind} dataset: {summary}.")
         p.add_argument("--out", required=True, help="dataset folder to create (must not exist or be empty)")
@@ -67,9 +69,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--n", type=int, default=16, help="number of studies to draw (default 16)")
     p.add_argument("--tile", type=int, default=192, help="height of each image on the sheet in pixels (default 192)")
+    p = sub.add_parser(
+        "oracle", help="the ceiling of the report metrics on a cxr dataset's test set (a perfect reader)",
+        description="Score a perfect reader on the test studies of a `medvlm synth cxr` dataset: it knows the truth "
+                    "but not the generator's chance wording, so it simulates reports and answers with each metric's "
+                    "Bayes decision (medvlm.synth.oracle). Two readers: one that knows the current and the prior "
+                    "study and the change (pair), one that knows only the current image (current). Their "
+                    "temporal F1 gap is the most a prior image can add.")
+    p.add_argument("dataset", help="dataset folder written by `medvlm synth cxr` (with --temporal for temporal F1)")
+    p.add_argument("--draws", type=int, default=64, help="simulated reports per study (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulation (default 0)")
+    p.add_argument("--json", default=None, help="also write the scores to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _oracle(args: argparse.Namespace) -> int:
+    from medvlm.fileio import atomic_write_json
+    from medvlm.synth.oracle import oracle_scores
+
+    if args.draws < 1:
+        print(f"medvlm synth oracle: error: --draws must be at least 1, got {args.draws}", file=sys.stderr)
+        return 2
+    try:
+        scores = oracle_scores(args.dataset, draws=args.draws, seed=args.seed, progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"medvlm synth oracle: error: {exc}", file=sys.stderr)
+        return 2
+    keys = ("temporal_f1", "temporal_f1_studies_with_prior", "clinical_micro_f1_14", "clinical_micro_f1_5")
+    print(f"\n{'reader knows':<24}" + "".join(f"{k:>32}" for k in keys))
+    for level, row in scores.items():
+        print(f"{level:<24}" + "".join(f"{row[k]:>32.4f}" for k in keys))
+    gain = scores["pair"]["temporal_f1"] - scores["current"]["temporal_f1"]
+    print(f"most the prior can add to temporal F1: {gain:+.4f} ({scores['pair']['studies']} test studies, "
+          f"{args.draws} draws each)")
+    if args.json:
+        atomic_write_json(args.json, {"dataset": str(args.dataset), "draws": args.draws, "seed": args.seed,
+                                      "scores": scores})
+        print(f"wrote {args.json}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.synth_command == "oracle":
+        return _oracle(args)
     if args.synth_command == "preview":
         from medvlm.synth.preview import write_preview
 

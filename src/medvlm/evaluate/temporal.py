@@ -45,15 +45,56 @@ def temporal_entities(text: str | Sequence[str]) -> set[str]:
     return {m.group() for t in texts for m in _KEYWORD.finditer(_clean(t))}
 
 
-def temporal_pair_f1(prediction: str, reference: str | Sequence[str], eps: float = EPSILON) -> float:
-    """Libra's per-pair temporal entity F1 (see the module docstring for the formula)."""
-    pred, ref = temporal_entities(prediction), temporal_entities(reference)
+def keyword_set_f1(pred: set[str], ref: set[str], eps: float = EPSILON) -> float:
+    """Libra's pair F1 of two keyword sets (see the module docstring for the formula)."""
     if not ref:
         return 1.0 if not pred else eps
     tp = len(pred & ref)
     precision = (tp + eps) / (len(pred) + eps)
     recall = (tp + eps) / (len(ref) + eps)
     return 2 * precision * recall / (precision + recall + eps)
+
+
+def temporal_pair_f1(prediction: str, reference: str | Sequence[str], eps: float = EPSILON) -> float:
+    """Libra's per-pair temporal entity F1 (see the module docstring for the formula)."""
+    return keyword_set_f1(temporal_entities(prediction), temporal_entities(reference), eps)
+
+
+def bayes_keywords(samples: Sequence[set[str]], exact_up_to: int = 10) -> set[str]:
+    """The keyword set with the highest mean pair F1 against `samples` (equally likely reference keyword sets):
+    the best answer when the reference is one of them at random. Exact (every subset of the samples' words) when
+    they use at most `exact_up_to` distinct words; otherwise a local search (single-word additions, removals and
+    swaps) from the best of the samples themselves and of the k most frequent words for every k. No samples: the
+    empty set."""
+    samples = [set(s) for s in samples]
+    vocabulary = sorted(set().union(*samples)) if samples else []
+
+    def score(candidate: set[str]) -> float:
+        return sum(keyword_set_f1(candidate, s) for s in samples)
+
+    if len(vocabulary) <= exact_up_to:
+        best, best_score = set(), score(set())
+        for mask in range(1, 2 ** len(vocabulary)):
+            candidate = {w for i, w in enumerate(vocabulary) if mask >> i & 1}
+            candidate_score = score(candidate)
+            if candidate_score > best_score + 1e-12:
+                best, best_score = candidate, candidate_score
+        return best
+    by_frequency = sorted(vocabulary, key=lambda w: (-sum(w in s for s in samples), w))
+    starts = samples + [set(by_frequency[:k]) for k in range(len(by_frequency) + 1)]
+    best = max(starts, key=score)
+    best_score = score(best)
+    improved = True
+    while improved:
+        improved = False
+        moves = [best ^ {w} for w in vocabulary] + [(best - {out}) | {w} for out in best for w in vocabulary
+                                                    if w not in best]
+        for candidate in moves:
+            candidate_score = score(candidate)
+            if candidate_score > best_score + 1e-12:
+                best, best_score, improved = candidate, candidate_score, True
+                break
+    return best
 
 
 @dataclass(frozen=True)

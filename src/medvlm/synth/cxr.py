@@ -64,6 +64,8 @@ DEFAULT_PREVALENCE = {
 CTR_RANGE = {"normal": (0.40, 0.47), "mild": (0.55, 0.58), "moderate": (0.61, 0.65), "severe": (0.68, 0.73)}
 EFFUSION_HEIGHT = {"small": 0.10, "moderate": 0.32, "large": 0.6}  # fluid height above the costophrenic angle
 PNEUMOTHORAX_FRACTION = {"small": (0.16, 0.22), "large": (0.35, 0.45)}  # lung retraction towards the hilum
+# the report's word for a consolidation and its probability: wording only, the image is the same
+CONSOLIDATION_TERMS = {"consolidation": 0.6, "opacity": 0.4}
 CONSOLIDATION_RADIUS = {"patchy": 0.11, "moderate": 0.16, "extensive": 0.23}
 EDEMA_STRENGTH = {"mild": 0.09, "moderate": 0.15, "severe": 0.22}
 ATELECTASIS_HALF_THICKNESS = {"mild": 0.035, "moderate": 0.06}
@@ -224,7 +226,7 @@ def draw_finding(name: str, rng: np.random.Generator, anatomy: Anatomy) -> dict[
         attrs["side"] = _choose(rng, ["left", "right"])
     elif name == "consolidation":
         attrs["lobe"] = _choose(rng, LOBES)
-        attrs["term"] = _choose(rng, ["consolidation", "opacity"], [0.6, 0.4])
+        attrs["term"] = _choose(rng, list(CONSOLIDATION_TERMS), list(CONSOLIDATION_TERMS.values()))
         attrs["_offset"] = (rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05))
         attrs["_shape"] = rng.standard_normal((6, 6)).astype(np.float32)
     elif name == "nodule":
