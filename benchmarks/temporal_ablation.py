@@ -20,6 +20,9 @@ optional (--variants): pair_findings_prior_missing (the (e) model evaluated with
 "no prior" embedding, trained on the studies that have no prior).
 Columns: temporal entity F1 (Libra; over all test reports, and over the studies that have a prior), change accuracy (medvlm.evaluate.change, vs labels.jsonl change labels),
 clinical micro F1 over the 14 CheXpert observations (rule labeler), seconds (train + predict).
+Two more rows, oracle_current and oracle_pair: what perfect readers of the current image alone and of current +
+prior + change score on the same test reports (medvlm.synth.oracle: the report wording is chance, so neither
+reaches 1); their temporal F1 gap is the most any model can gain from the prior on this data.
 Prints the table and writes OUT/temporal_ablation.json and OUT/temporal_ablation.png.
 
   OMP_NUM_THREADS=1 python benchmarks/temporal_ablation.py --out /tmp/ablation --studies 600 --steps 300
@@ -230,6 +233,9 @@ def main() -> None:
                         help=f"comma-separated, of {sorted(VARIANTS)} (default: %(default)s)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--oracle-draws", type=int, default=64,
+                        help="simulated reports per test study for the two perfect-reader rows (medvlm.synth.oracle; "
+                             "0: no oracle rows) (default: %(default)s)")
     parser.add_argument("--progress", action="store_true", help="progress bars")
     args = parser.parse_args()
 
@@ -267,6 +273,13 @@ def main() -> None:
         results[name] = row
         print(table({name: row}), flush=True)
 
+    if args.oracle_draws:
+        from medvlm.synth.oracle import oracle_scores
+
+        print("== oracle: a perfect reader of the current image only, and of current + prior + change", flush=True)
+        ceilings = oracle_scores(data, draws=args.oracle_draws, seed=args.seed, progress=args.progress)
+        for level in ("current", "pair"):
+            results[f"oracle_{level}"] = {**ceilings[level], "change_accuracy": None, "seconds": None}
     print()
     print(table(results))
     pairs = [(n, "current_only") for n in ("pair_concat", "tac", "tac_learned", "pair_findings")]
@@ -278,6 +291,13 @@ def main() -> None:
             clinical = results[name]["clinical_micro_f1_14"] - results[control]["clinical_micro_f1_14"]
             print(f"{name} vs {control}: temporal F1 {gain:+.3f}, change accuracy {change:+.3f}, "
                   f"clinical micro F1 (14) {clinical:+.3f}")
+    if "oracle_pair" in results:
+        possible = results["oracle_pair"]["temporal_f1"] - results["oracle_current"]["temporal_f1"]
+        print(f"most the prior can add (perfect readers): temporal F1 {possible:+.3f}")
+        for name in results:
+            if not name.startswith("oracle") and "current_only" in results and possible > 0:
+                gain = results[name]["temporal_f1"] - results["current_only"]["temporal_f1"]
+                print(f"  {name}: {gain:+.3f} over current_only, {gain / possible:.0%} of it")
     atomic_write_json(out / "temporal_ablation.json", {"settings": vars(args), "results": results})
     plot(results, out / "temporal_ablation.png")
     print(f"wrote {out / 'temporal_ablation.json'} and {out / 'temporal_ablation.png'}")

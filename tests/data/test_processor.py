@@ -84,6 +84,69 @@ def test_gray_becomes_three_channels_and_pad_keeps_the_aspect_ratio(make_process
     assert stretched.min() > 0.99
 
 
+def _reference_preprocess(processor, pixels: np.ndarray) -> torch.Tensor:
+    """The plain definition: every channel padded and resized on its own, clipped, normalised."""
+    config = processor.config
+    unit = processor.load_pixels(pixels)
+    mean, std = np.asarray(config.image_mean, np.float32), np.asarray(config.image_std, np.float32)
+    if config.resize_mode == "pad":
+        h, w, c = unit.shape
+        side = max(h, w)
+        square = np.empty((side, side, c), np.float32)
+        square[:] = mean
+        top, left = (side - h) // 2, (side - w) // 2
+        square[top:top + h, left:left + w] = unit
+        unit = square
+    size = config.image_size
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(unit[:, :, i])).resize((size, size),
+                                                                                    Image.Resampling.BICUBIC))
+                for i in range(unit.shape[2])]
+    resized = np.clip(np.stack(channels), 0, 1)
+    return torch.from_numpy(((resized - mean[:, None, None]) / std[:, None, None]).astype(np.float32))
+
+
+@pytest.mark.parametrize("mean", [[0.5] * 3, [0.48, 0.45, 0.41]])
+@pytest.mark.parametrize("mode", ["pad", "stretch"])
+@pytest.mark.parametrize("shape", [(16, 16), (16, 16, 3), (10, 14), (14, 10, 3), (40, 40), (16, 16, 1)])
+def test_fast_paths_give_the_plain_definitions_numbers(make_processor, mean, mode, shape):
+    """Gray resized once then repeated, and no resampling at the target size: bit-identical to the definition."""
+    processor = make_processor(image_size=16, image_mean=mean, image_std=[0.26, 0.25, 0.27], resize_mode=mode)
+    pixels = np.random.default_rng(0).random(shape).astype(np.float32)
+    assert torch.equal(processor.preprocess_image(pixels), _reference_preprocess(processor, pixels))
+
+
+def test_image_cache_returns_the_same_tensors_and_keeps_gray_once(make_processor, tmp_path):
+    from medvlm.data.processor import ImageCache
+
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (20, 24), dtype=np.uint8)).save(tmp_path / "g.png")
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "c.png")
+    plain = make_processor()
+    cached = make_processor()
+    cached.image_cache = ImageCache(max_bytes=2 * 16 * 16 * 4 * 3)
+    for name in ("g.png", "c.png", "g.png", "c.png"):
+        first = cached.preprocess_image(tmp_path / name)
+        assert torch.equal(first, plain.preprocess_image(tmp_path / name))
+        first += 1  # a caller changing its tensor does not change the cache
+    assert (cached.image_cache.hits, cached.image_cache.misses) == (2, 2)
+    assert cached.image_cache.bytes == 16 * 16 * 4 * (1 + 3)  # the gray image once, the colour one in full
+    small = ImageCache(max_bytes=16 * 16 * 4)  # room for one gray image
+    small.put("a", plain.preprocess_image(tmp_path / "c.png"))
+    assert small.bytes == 0 and small.get("a") is None  # too large: not kept, nothing lost
+
+
+def test_text_pieces_are_tokenized_once_and_forgotten_when_the_vocabulary_grows(make_processor):
+    processor = make_processor()
+    first = processor.encode(CONVERSATION, [np.zeros((8, 8), np.uint8)]).input_ids
+    assert processor._piece_memo and processor.encode(CONVERSATION, [np.zeros((8, 8), np.uint8)]).input_ids == first
+    fresh = make_processor()
+    fresh._piece_memo = {}
+    assert fresh.encode(CONVERSATION, [np.zeros((8, 8), np.uint8)]).input_ids == first
+    size = len(processor.tokenizer)
+    processor._piece_memo[None] = size - 1  # as if a token had been added since
+    processor._piece_memo["Small."] = (0,)
+    assert processor.encode(CONVERSATION, [np.zeros((8, 8), np.uint8)]).input_ids == first
+
+
 def test_files_are_read_with_their_bit_depth(make_processor, tmp_path):
     processor = make_processor(image_size=8, image_mean=[0.0] * 3, image_std=[1.0] * 3, resize_mode="stretch")
     Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(tmp_path / "white16.png")

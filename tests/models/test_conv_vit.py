@@ -36,8 +36,16 @@ def test_stem_depth_adds_stride_one_convolutions_per_stage():
     assert model(pixel_values=torch.rand(1, 3, 32, 32)).last_hidden_state.shape == (1, 17, 32)  # same grid
     with pytest.raises(ValueError, match="stem_depth=0"):
         _small(stem_depth=0)
-    with pytest.raises(ValueError, match="needs vision_stem='conv'"):
+    with pytest.raises(ValueError, match="need vision_stem='conv'"):
         TinyPresetConfig(vision_stem_depth=2).compose_config()
+
+
+def test_the_tiny_preset_passes_stem_channels_on():
+    vision = TinyPresetConfig(image_size=128, patch_size=32, vision_stem="conv",
+                              vision_stem_channels=[8, 16, 32, 64, 128]).compose_config().vision
+    assert vision["stem_channels"] == [8, 16, 32, 64, 128]
+    with pytest.raises(ValueError, match="need vision_stem='conv'"):
+        TinyPresetConfig(vision_stem_channels=[8, 16, 32]).compose_config()
 
 
 def test_a_patch_size_the_stem_cannot_reach_is_refused():

@@ -227,3 +227,31 @@ def test_encoder_stage_with_change_head_hands_both_heads_to_pair_findings(tmp_pa
     model, _ = medvlm.load(result.model_dir)
     torch.testing.assert_close(model.connector.change_classifier.weight, head)
     assert model.config.image_seq_length == 2 * 16 + 14 + len(CHANGE_FINDINGS)
+
+
+def test_the_image_cache_changes_no_weight_and_a_negative_size_is_refused(tiny_cxr, tmp_path):
+    from safetensors.torch import load_file
+
+    from medvlm.config import build_config
+    from medvlm.train import TrainConfig, train
+
+    def run(name: str, cache_mb: int):
+        cfg = build_config(TrainConfig, {
+            "recipe": "encoder", "data": {"train": str(tiny_cxr / "train.json"), "image_cache_mb": cache_mb},
+            "components": {"vision": "full"},
+            "model": {"preset": "tiny", "preset_options": {"image_size": 32, "patch_size": 8, "vision_hidden_size": 32,
+                                                           "text_hidden_size": 64, "vocab_size": 300}},
+            "optim": {"max_steps": 14, "batch_size": 4},  # 56 draws of 24 images: most come from the cache
+            "run": {"output_dir": str(tmp_path / name), "progress": False, "tensorboard": False, "seed": 3}})
+        return train(cfg)
+
+    cached, plain = run("cached", 64), run("plain", 0)
+    end = json.loads((cached.run_dir / "log.jsonl").read_text().splitlines()[-1])
+    # each of the 22 training images decoded once; its 2 epochs + 2 batches of 4 read the rest from memory
+    assert end["image_cache"]["misses"] == 22 and end["image_cache"]["hits"] == 2 * 22 + 2 * 4 - 22
+    assert "image_cache" not in json.loads((plain.run_dir / "log.jsonl").read_text().splitlines()[-1])
+    weights = load_file(cached.model_dir / "model.safetensors")
+    for key, value in load_file(plain.model_dir / "model.safetensors").items():
+        assert torch.equal(weights[key], value), key
+    with pytest.raises(ValueError, match="data.image_cache_mb=-1"):
+        run("bad", -1)

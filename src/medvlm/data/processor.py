@@ -125,15 +125,51 @@ def _add_second_placeholder(messages: list) -> list:
     return out
 
 
+class ImageCache:
+    """Preprocessed images kept in memory by path, until `max_bytes` are held (later images are not added), so
+    that the epochs after the first skip decoding and resizing. A gray image's identical channels are kept once.
+    Assumes the files do not change while it lives (a training run); per process (each DataLoader worker has its
+    own)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self.bytes = 0
+        self.hits = self.misses = 0
+        self._store: dict[str, tuple[torch.Tensor, int]] = {}
+
+    def get(self, key: str) -> torch.Tensor | None:
+        found = self._store.get(key)
+        if found is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        pixels, channels = found
+        return pixels.repeat(channels, 1, 1) if channels > 1 else pixels.clone()
+
+    def put(self, key: str, pixels: torch.Tensor) -> None:
+        channels = pixels.shape[0]
+        if channels > 1 and bool((pixels == pixels[:1]).all()):
+            kept = pixels[:1].clone()
+        else:
+            kept, channels = pixels.clone(), 1
+        size = kept.numel() * kept.element_size()
+        if key not in self._store and self.bytes + size <= self.max_bytes:
+            self._store[key] = (kept, channels)
+            self.bytes += size
+
+
 class MedVLMProcessor:
     """Turns (images, conversation) into model inputs and generated ids back into text.
 
     tokenizer: a transformers tokenizer holding the `<image>` token; config: ProcessorConfig.
+    image_cache: an ImageCache for image files, or None (the default; training sets one: data.image_cache_mb).
     """
 
     def __init__(self, tokenizer, config: ProcessorConfig):
         self.tokenizer = tokenizer
         self.config = config
+        self.image_cache: ImageCache | None = None
+        self._piece_memo: dict = {}  # text piece -> token ids (see _piece_ids)
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
         if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
             raise ValueError(f"the tokenizer has no {IMAGE_PLACEHOLDER!r} token; add it as a special token "
@@ -143,6 +179,10 @@ class MedVLMProcessor:
     # --- images -------------------------------------------------------------------------------------------
     def load_pixels(self, image: str | os.PathLike | np.ndarray) -> np.ndarray:
         """A path or an array -> float32 (H, W, num_channels) in [0, 1]."""
+        return self._to_channels(self._unit_pixels(image))
+
+    def _unit_pixels(self, image: str | os.PathLike | np.ndarray) -> np.ndarray:
+        """A path or an array -> float32 (H, W, 1 or 3) in [0, 1], channels as stored."""
         if isinstance(image, np.ndarray):
             pixels, bits, name = image, None, "array"
         else:
@@ -153,36 +193,63 @@ class MedVLMProcessor:
         if pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] not in (1, 3)):
             raise ValueError(f"image {name}: expected (H, W) or (H, W, 3) pixels, got shape {pixels.shape}")
         unit = _scale_to_unit(pixels, bits, name)
-        if unit.ndim == 2:
-            unit = unit[:, :, None]
+        return unit[:, :, None] if unit.ndim == 2 else unit
+
+    def _to_channels(self, unit: np.ndarray) -> np.ndarray:
+        """(H, W, 1 or 3) -> (H, W, num_channels): gray repeated, or colour averaged."""
         channels = self.config.num_channels
         if unit.shape[2] == 1 and channels == 3:
-            unit = np.repeat(unit, 3, axis=2)
-        elif unit.shape[2] == 3 and channels == 1:
-            unit = unit.mean(axis=2, keepdims=True)
+            return np.repeat(unit, 3, axis=2)
+        if unit.shape[2] == 3 and channels == 1:
+            return unit.mean(axis=2, keepdims=True)
         return unit
 
     def preprocess_image(self, image: str | os.PathLike | np.ndarray) -> torch.Tensor:
-        """A path or an array -> normalised (num_channels, image_size, image_size) float32 tensor."""
+        """A path or an array -> normalised (num_channels, image_size, image_size) float32 tensor.
+
+        Pad to a square with the mean colour (resize_mode "pad") or stretch, bicubic resize, clip to [0, 1],
+        normalise. A gray image is resized once and then repeated into the channels (the same numbers as resizing
+        each copy); an image already square at image_size is not resampled. With an `image_cache`, a file
+        preprocessed before comes from memory."""
+        if self.image_cache is not None and not isinstance(image, np.ndarray):
+            key = os.fspath(image)
+            cached = self.image_cache.get(key)
+            if cached is None:
+                cached = self._preprocess(image)
+                self.image_cache.put(key, cached)
+            return cached
+        return self._preprocess(image)
+
+    def _preprocess(self, image: str | os.PathLike | np.ndarray) -> torch.Tensor:
         from PIL import Image
 
-        unit = self.load_pixels(image)
+        unit = self._unit_pixels(image)
+        if not (unit.shape[2] == 1 and self.config.num_channels == 3):
+            unit = self._to_channels(unit)  # colour to gray before resizing, as load_pixels gives it
         size = self.config.image_size
         mean = np.asarray(self.config.image_mean, dtype=np.float32)
         std = np.asarray(self.config.image_std, dtype=np.float32)
-        if self.config.resize_mode == "pad":
-            h, w, c = unit.shape
+        h, w, c = unit.shape
+        if self.config.resize_mode == "pad" and h != w:
+            if c == 1 and len(set(mean.tolist())) != 1:
+                unit = self._to_channels(unit)  # channels with different means pad with different values
+                c = unit.shape[2]
             side = max(h, w)
             square = np.empty((side, side, c), dtype=np.float32)
-            square[:] = mean  # the mean colour normalises to 0
+            square[:] = mean[:c] if c == len(mean) else mean[0]  # the mean colour normalises to 0
             top, left = (side - h) // 2, (side - w) // 2
             square[top:top + h, left:left + w] = unit
             unit = square
-        channels = [
-            np.asarray(Image.fromarray(np.ascontiguousarray(unit[:, :, i])).resize((size, size), Image.Resampling.BICUBIC))
-            for i in range(unit.shape[2])
-        ]
-        resized = np.clip(np.stack(channels, axis=0), 0.0, 1.0)  # (C, size, size); bicubic overshoot clipped
+        if unit.shape[:2] == (size, size):
+            resized = np.moveaxis(unit, 2, 0)
+        else:
+            resized = np.stack([
+                np.asarray(Image.fromarray(np.ascontiguousarray(unit[:, :, i])).resize((size, size),
+                                                                                     Image.Resampling.BICUBIC))
+                for i in range(unit.shape[2])], axis=0)
+        resized = np.clip(resized, 0.0, 1.0)  # (C, size, size); bicubic overshoot clipped
+        if resized.shape[0] != self.config.num_channels:
+            resized = np.repeat(resized, self.config.num_channels, axis=0)
         normalised = (resized - mean[:, None, None]) / std[:, None, None]
         return torch.from_numpy(np.ascontiguousarray(normalised, dtype=np.float32))
 
@@ -201,8 +268,23 @@ class MedVLMProcessor:
             if i:
                 ids += [self.image_token_id] * self.config.image_seq_length
             if piece:
-                ids += self.tokenizer(piece, add_special_tokens=False)["input_ids"]
+                ids += self._piece_ids(piece)
         return ids
+
+    _PIECE_MEMO_SIZE = 100_000
+
+    def _piece_ids(self, piece: str) -> list[int]:
+        """The ids of a text piece, remembered: chat template parts and prompts repeat in every sample."""
+        memo = self._piece_memo
+        if memo.get(None) != len(self.tokenizer):  # a token added since: forget everything
+            memo.clear()
+            memo[None] = len(self.tokenizer)
+        found = memo.get(piece)
+        if found is None:
+            found = tuple(self.tokenizer(piece, add_special_tokens=False)["input_ids"])
+            if len(memo) <= self._PIECE_MEMO_SIZE:
+                memo[piece] = found
+        return list(found)
 
     def _with_placeholders(self, messages: list, num_images: int, where: str) -> list:
         """Check the placeholder count; with none at all, prepend them to the first human turn (LLaVA's habit)."""

@@ -69,6 +69,9 @@ class TinyPresetConfig:
     # (medvlm.models.conv_vit), which learns small findings much faster from scratch; patch_size a power of two
     vision_stem: str = "patch"
     vision_stem_depth: int = 1  # "conv" only: convolutions per stem stage (the first of each stride 2)
+    # "conv" only: output channels of each stem stage, one per halving of the resolution (log2(patch_size) of
+    # them); None: 16, 32, 64, ... (medvlm.models.conv_vit)
+    vision_stem_channels: list[int] | None = None
     text_hidden_size: int = 128
     text_layers: int = 2
     text_heads: int = 4
@@ -92,8 +95,11 @@ class TinyPresetConfig:
         }
         if self.vision_stem == "conv":
             vision["stem_depth"] = self.vision_stem_depth
-        elif self.vision_stem_depth != 1:
-            raise ValueError(f"TinyPresetConfig.vision_stem_depth={self.vision_stem_depth} needs vision_stem='conv'")
+            if self.vision_stem_channels is not None:
+                vision["stem_channels"] = list(self.vision_stem_channels)
+        elif self.vision_stem_depth != 1 or self.vision_stem_channels is not None:
+            raise ValueError(f"TinyPresetConfig.vision_stem_depth / vision_stem_channels need vision_stem='conv' "
+                             f"(got vision_stem={self.vision_stem!r})")
         text = {
             "model_type": "llama", "hidden_size": self.text_hidden_size, "num_hidden_layers": self.text_layers,
             "num_attention_heads": self.text_heads, "num_key_value_heads": self.text_kv_heads,

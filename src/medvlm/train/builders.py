@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from medvlm.data.collator import Collator
 from medvlm.data.dataset import TrainingDataset, text_stats
-from medvlm.data.processor import EncodedSample, MedVLMProcessor
+from medvlm.data.processor import EncodedSample, ImageCache, MedVLMProcessor
 from medvlm.records import TrainingRecord, load_training
 from medvlm.train.config import TrainConfig
 
@@ -57,6 +57,9 @@ def build_model_and_processor(cfg: TrainConfig):
         raise ValueError("model: set one of init_from, compose or preset")
     if cfg.data.max_length:
         processor.config.max_length = cfg.data.max_length
+    if cfg.data.image_cache_mb < 0:
+        raise ValueError(f"data.image_cache_mb={cfg.data.image_cache_mb}: give a size in MiB, or 0 for no cache")
+    processor.image_cache = ImageCache(cfg.data.image_cache_mb * 2**20) if cfg.data.image_cache_mb else None
     return model, processor, records
 
 

@@ -329,7 +329,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     accelerator.wait_for_everyone()
     seconds = time.perf_counter() - started
     if is_main:
-        logger.log("end", state.step, seconds=round(seconds, 2), loss=recent_loss)
+        cache = processor.image_cache  # this process's (DataLoader workers keep their own)
+        cache_stats = ({"image_cache": {"hits": cache.hits, "misses": cache.misses, "mb": round(cache.bytes / 2**20, 1)}}
+                       if cache is not None else {})
+        logger.log("end", state.step, seconds=round(seconds, 2), loss=recent_loss, **cache_stats)
     logger.close()
     return TrainResult(
         run_dir=run_dir, model_dir=model_dir, steps=state.step, train_loss=recent_loss, seconds=seconds,
