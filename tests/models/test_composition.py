@@ -107,6 +107,41 @@ def test_findings_threshold_passes_decisions_with_the_classifier_gradient(compos
         compose(connector_type="findings", connector_config={"threshold": 1.5})
 
 
+def test_finding_words_add_the_language_models_own_word_embeddings(compose, tmp_path):
+    from medvlm.models.connectors.findings import CHEXPERT_WORDS, finding_word_ids
+
+    model, processor = compose(connector_type="findings", connector_config={"finding_words": "chexpert",
+                                                                             "threshold": 0.5})
+    ids = finding_word_ids(processor.tokenizer, CHEXPERT_WORDS)
+    assert model.config.connector_config["finding_words"] == ids  # resolved once, saved with the model
+    connector = model.connector
+    with torch.no_grad():
+        connector.classifier.weight.zero_()
+        connector.classifier.bias.copy_(torch.tensor([-5.0] * 4 + [5.0] + [-5.0] * 9))  # only the lesion is on
+    features = torch.randn(2, 16, 32)
+    table = model.get_input_embeddings()
+    out = connector(features, text_embeddings=table)
+    nodule = table.weight[ids[4]].mean(0)
+    torch.testing.assert_close(out[:, 16 + 4], (connector.label_embedding[4] + connector.present_embedding[4]
+                                                + nodule).expand(2, -1))
+    torch.testing.assert_close(out[:, 16 + 5], connector.label_embedding[5].expand(2, -1))  # off: no word
+    # the composed model passes its live table: the word vectors train with the language model
+    out = model.get_image_features(vision_features=features)
+    out[:, 16 + 4].sum().backward()
+    assert table.weight.grad[ids[4]].abs().sum() > 0
+    with pytest.raises(ValueError, match="pass the language model's input embeddings"):
+        connector(features)
+    with pytest.raises(ValueError, match="give 14 non-empty lists"):
+        compose(connector_type="findings", connector_config={"finding_words": [[1]] * 3})
+    save(model, processor, tmp_path / "m")
+    loaded, _ = medvlm.load(tmp_path / "m")
+    loaded.eval()
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.get_image_features(vision_features=features),
+                                   model.get_image_features(vision_features=features))
+
+
 def test_images_are_spliced_in_placeholder_order(compose):
     model, processor = compose(connector_type="linear")
     model.eval()

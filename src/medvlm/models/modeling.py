@@ -149,9 +149,12 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         elif vision_features.ndim == 4 and self.config.vision_feature_layer != "all":
             vision_features = vision_features.flatten(0, 1)  # (batch, images_per_sample, tokens, dim)
         vision_features = vision_features.to(_dtype_of(self.connector))
+        # findings connectors with finding_words read the language model's embedding table
+        extra = ({"text_embeddings": self.get_input_embeddings()}
+                 if getattr(self.connector, "reads_text_embeddings", False) else {})
         if self.config.images_per_placeholder == 2:
-            return self.connector(vision_features, prior_present)
-        return self.connector(vision_features)
+            return self.connector(vision_features, prior_present, **extra)
+        return self.connector(vision_features, **extra)
 
     def _splice_images(
         self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, image_features: torch.Tensor

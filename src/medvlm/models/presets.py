@@ -230,11 +230,16 @@ def build_model(
         if getattr(tokenizer, name) is not None:
             setattr(text_config, name, getattr(tokenizer, name))
 
+    connector_config = dict(compose.connector_config)
+    if connector_config.get("finding_words") == "chexpert":  # the words, as ids of this tokenizer
+        from medvlm.models.connectors.findings import CHEXPERT_WORDS, finding_word_ids
+
+        connector_config["finding_words"] = finding_word_ids(tokenizer, CHEXPERT_WORDS)
     config = MedVLMConfig(
         vision_config=vision_config,
         text_config=text_config,
         connector_type=compose.connector_type,
-        connector_config=dict(compose.connector_config),
+        connector_config=connector_config,
         vision_feature_layer=compose.vision_feature_layer,
         vision_feature_select=compose.vision_feature_select,
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER),

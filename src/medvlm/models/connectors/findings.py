@@ -16,6 +16,17 @@ new ones (p near 0 or 1 in training, 0.3-0.7 on a hard test case): with soft p t
 finding only when p is near 1 and misses what the classifier finds at p = 0.6; with decisions it sees the same kind
 of input in training and at test time.
 
+finding_words: token ids of the words a report uses for each finding (one list per label; build_model resolves
+"chexpert" to CHEXPERT_WORDS in the model's tokenizer). A finding that is present then also adds the mean input
+embedding of its words, read from the language model's live embedding table at every forward:
+
+    finding_token[k] = label_embedding[k] + p[:, k] * (present_embedding[k] + mean(E[words_k]))
+
+With tied input / output embeddings (the tiny preset) the token carries the very vector the language model scores
+"nodule" with, so writing the word is a copy instead of a mapping from an arbitrary vector to be learnt: the
+demo's language model otherwise learns which finding is on slowly, and names a different one (a lesion the
+classifier finds written as a pneumothorax or a consolidation).
+
 pool: "mean" (the token mean) or "mean_max" ([mean, max] over the tokens: a finding that one patch sees stays
 visible). The classifier is the encoder stage's label head when the model comes from one
 (medvlm.train.encoder_stage copies it in, pooling and width checked), and keeps training with the connector
@@ -30,6 +41,19 @@ from torch import nn
 from medvlm.models.connectors.mlp import mlp
 
 POOLINGS = ("mean", "mean_max")
+# what a report calls each CheXpert observation (medvlm.evaluate.labeler.CHEXPERT_OBSERVATIONS order): the words
+# of connector_config finding_words="chexpert"
+CHEXPERT_WORDS = ("normal", "cardiomediastinal", "cardiomegaly", "opacity", "nodule", "edema", "consolidation",
+                  "pneumonia", "atelectasis", "pneumothorax", "effusion", "pleural", "fracture", "tube")
+
+
+def finding_word_ids(tokenizer, words: tuple[str, ...] | list[str]) -> list[list[int]]:
+    """The token ids of each word as it appears inside a sentence (" nodule": BPE vocabularies differ there)."""
+    ids = [list(tokenizer(" " + word, add_special_tokens=False)["input_ids"]) for word in words]
+    empty = [w for w, i in zip(words, ids, strict=True) if not i]
+    if empty:
+        raise ValueError(f"finding_words: the tokenizer gives no tokens for {empty}")
+    return ids
 
 
 class FindingsConnector(nn.Module):
@@ -40,7 +64,7 @@ class FindingsConnector(nn.Module):
 
     def __init__(self, vision_dim: int, text_dim: int, num_input_tokens: int, num_labels: int = 14,
                  pooling: str = "mean_max", depth: int = 2, train_classifier: bool = True,
-                 threshold: float | None = None):
+                 threshold: float | None = None, finding_words: list[list[int]] | None = None):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"findings connector pooling={pooling!r}: use one of {POOLINGS}")
@@ -55,11 +79,36 @@ class FindingsConnector(nn.Module):
         self.classifier = nn.Linear((2 if pooling == "mean_max" else 1) * vision_dim, num_labels)
         self.label_embedding = nn.Parameter(torch.randn(num_labels, text_dim) * 0.02)
         self.present_embedding = nn.Parameter(torch.randn(num_labels, text_dim) * 0.02)
+        if finding_words is not None and (isinstance(finding_words, str) or len(finding_words) != num_labels
+                                          or not all(finding_words)):
+            raise ValueError(f"findings connector finding_words: give {num_labels} non-empty lists of token ids, "
+                             f"one per label (build_model resolves \"chexpert\"), got {finding_words!r:.80}")
+        # plain lists, not buffers: the config holds them, and a model loaded from weights saved without them
+        # (e.g. an align stage run before finding_words was set) still gets them right
+        self.finding_words = None if finding_words is None else [[int(i) for i in w] for w in finding_words]
 
     @classmethod
-    def output_tokens(cls, num_input_tokens: int, num_labels: int = 14, pooling: str = "mean_max",
-                      depth: int = 2, train_classifier: bool = True, threshold: float | None = None) -> int:
+    def output_tokens(cls, num_input_tokens: int, num_labels: int = 14, **settings) -> int:
         return num_input_tokens + num_labels
+
+    @property
+    def reads_text_embeddings(self) -> bool:
+        return self.finding_words is not None
+
+    def present_vectors(self, text_embeddings: nn.Module | None) -> torch.Tensor:
+        """(num_labels, text_dim): present_embedding, plus the mean embedding of each finding's words."""
+        if self.finding_words is None:
+            return self.present_embedding
+        if text_embeddings is None:
+            raise ValueError("this findings connector has finding_words: pass the language model's input "
+                             "embeddings (text_embeddings=model.get_input_embeddings())")
+        device = self.present_embedding.device
+        width = max(len(w) for w in self.finding_words)
+        ids = torch.tensor([w + [0] * (width - len(w)) for w in self.finding_words], device=device)
+        mask = torch.tensor([[1.0] * len(w) + [0.0] * (width - len(w)) for w in self.finding_words], device=device)
+        words = text_embeddings(ids)  # (labels, width, text_dim)
+        mask = mask.to(words.dtype)[..., None]
+        return self.present_embedding + ((words * mask).sum(1) / mask.sum(1)).to(self.present_embedding.dtype)
 
     def pooled(self, features: torch.Tensor) -> torch.Tensor:
         mean = features.mean(dim=1)
@@ -79,8 +128,9 @@ class FindingsConnector(nn.Module):
             p = (p >= self.threshold).to(p.dtype) + p - p.detach()  # forward: 0 / 1; backward: dp
         return p.unsqueeze(-1)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        findings = self.label_embedding + self.finding_values(features) * self.present_embedding  # (N, labels, dim)
+    def forward(self, features: torch.Tensor, text_embeddings: nn.Module | None = None) -> torch.Tensor:
+        present = self.present_vectors(text_embeddings)
+        findings = self.label_embedding + self.finding_values(features) * present  # (N, labels, dim)
         return torch.cat([self.mlp(features), findings.to(features.dtype)], dim=1)
 
     def load_label_head(self, head: nn.Linear, pooling: str) -> None:

@@ -47,9 +47,9 @@ class PairFindingsConnector(FindingsConnector):
     def __init__(self, vision_dim: int, text_dim: int, num_input_tokens: int, num_labels: int = 14,
                  pooling: str = "mean_max", depth: int = 2, train_classifier: bool = True,
                  threshold: float | None = None, change_findings: int = 0, change_classes: int = 6,
-                 missing_prior: str = "dummy"):
+                 missing_prior: str = "dummy", finding_words: list[list[int]] | None = None):
         super().__init__(vision_dim, text_dim, num_input_tokens, num_labels=num_labels, pooling=pooling, depth=depth,
-                         train_classifier=train_classifier, threshold=threshold)
+                         train_classifier=train_classifier, threshold=threshold, finding_words=finding_words)
         if missing_prior not in MISSING_PRIOR_MODES:
             raise ValueError(f"missing_prior={missing_prior!r}: use one of {MISSING_PRIOR_MODES}")
         self.role = nn.Parameter(torch.zeros(2, text_dim))
@@ -100,7 +100,8 @@ class PairFindingsConnector(FindingsConnector):
                 "change_findings / change_classes the encoder stage's counts and the same pooling")
         copy_linear(self.change_classifier, head)
 
-    def forward(self, features: torch.Tensor, prior_present: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, prior_present: torch.Tensor | None = None,
+                text_embeddings: nn.Module | None = None) -> torch.Tensor:
         if features.ndim != 3 or features.shape[0] % 2:
             raise ValueError(f"pair_findings takes (num_pairs * 2, tokens, dim) features (current, prior, ...), "
                              f"got {tuple(features.shape)}")
@@ -113,7 +114,7 @@ class PairFindingsConnector(FindingsConnector):
             present = prior_present.to(features.device)[:, None, None]
             prior = torch.where(present, prior, self.no_prior.to(prior.dtype).expand_as(prior))
             before = torch.where(present, before, self.no_prior_finding.to(before.dtype).expand_as(before))
-        findings = self.label_embedding + p_now * self.present_embedding + before
+        findings = self.label_embedding + p_now * self.present_vectors(text_embeddings) + before
         parts = [current + self.role[0], prior + self.role[1], findings.to(features.dtype)]
         if self.change_classifier is not None:
             parts.append(self.change_tokens(features, prior_present).to(features.dtype))
