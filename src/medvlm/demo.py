@@ -38,25 +38,29 @@ class DemoConfig:
     preset: str = "tiny"  # "tiny" (from scratch) or "pretrained" (EfficientNet-Lite0 + SmolLM2 with LoRA)
     studies: int = 3000  # synthetic CXR studies (one patient each)
     test_fraction: float = 0.034  # of the patients: 102 test studies (prediction time grows with the test set)
+    # 64 px fits the 5 minutes; 128 px (32 px patches, the same 16 tokens) finds more (docs/training.md,
+    # "Known limits": F1-14 0.892 vs 0.876 on the demo's test reports) in about 330 s
     size_px: int = 64
+    patch_size: int | None = None  # the tiny encoder's patch side; None: size_px // 4 (16 image tokens)
     seed: int = 0
     # the tiny preset: encoder (report labels), align, then finetune connector + LM (encoder kept)
     encoder_steps: int = 800  # 0: no encoder stage; the finetune stage then trains the encoder too
     encoder_lr: float = 2e-3
     encoder_pooling: str = "mean_max"  # what its label head reads (medvlm.train.encoder_stage.POOLINGS)
     align_steps: int = 10
-    finetune_steps: int = 560
-    batch_size: int = 32
+    finetune_steps: int = 1120
+    batch_size: int = 32  # encoder and align stages
+    finetune_batch_size: int = 16  # more, smaller steps teach the language model more per second (docs/training.md)
     align_lr: float = 1e-3
     finetune_lr: float = 2e-3
-    # tiny preset sizes (medvlm.models.presets.TinyPresetConfig); 16 px patches: 16 image tokens at 64 px, and
-    # the findings connector's 14 finding tokens: its classifier is the encoder stage's label head, kept as it is,
-    # and the language model gets its decisions at p >= 0.5 (docs/training.md, "Encoder stage")
+    # tiny preset sizes (medvlm.models.presets.TinyPresetConfig; patch_size from the field above): the findings
+    # connector's 14 finding tokens after the 16 image tokens: its classifier is the encoder stage's label head,
+    # kept as it is, and the language model gets its decisions at p >= 0.5 (docs/training.md, "Encoder stage")
     preset_options: dict = field(default_factory=lambda: {
-        "patch_size": 16, "vision_stem": "conv", "vision_hidden_size": 128, "connector_type": "findings",
+        "vision_stem": "conv", "vision_hidden_size": 128, "connector_type": "findings",
         "connector_config": {"pooling": "mean_max", "train_classifier": False, "threshold": 0.5}})
     max_new_tokens: int = 96
-    validate_every_steps: int = 80  # generation-based validation on 48 test questions; best checkpoint kept
+    validate_every_steps: int = 160  # generation-based validation on 48 test questions; best checkpoint kept
     # the pretrained preset: one finetune stage (encoder frozen, features cached; connector full; LM LoRA)
     pretrained_steps: int = 48  # ~10 s per step of batch 8 on 2 cores
     pretrained_batch_size: int = 8
@@ -160,7 +164,8 @@ def _synthesise(cfg: DemoConfig, data: Path) -> Path:
 def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
     from medvlm.train import TrainConfig, train
 
-    preset_options = {"image_size": cfg.size_px, **cfg.preset_options}
+    preset_options = {"image_size": cfg.size_px, "patch_size": cfg.patch_size or max(cfg.size_px // 4, 1),
+                      **cfg.preset_options}
     common = dict(
         # reports (~100 tokens) and multi-turn VQA (~150, up to ~400) batched by length: far less padding
         data={"train": str(data / "train.json"), "image_folder": str(data), "group_by_length": True},
@@ -189,7 +194,7 @@ def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
         "model": {"init_from": str(align.model_dir), "preset": None},
         # an encoder taught the findings is kept as it is (and its features cached); else it learns here too
         "components": {"vision": "frozen" if cfg.encoder_steps else "full", "connector": "full", "language": "full"},
-        "optim": {"lr": cfg.finetune_lr, "batch_size": cfg.batch_size, "max_steps": cfg.finetune_steps,
+        "optim": {"lr": cfg.finetune_lr, "batch_size": cfg.finetune_batch_size, "max_steps": cfg.finetune_steps,
                   "warmup_ratio": 0.05},
         "data": {**common["data"], "validation": str(data / "test.jsonl")},
         # checkpoint choice by the teacher-forced validation loss: smooth, unlike F1 on a few dozen answers
