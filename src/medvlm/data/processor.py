@@ -148,7 +148,7 @@ class ImageCache:
 
     def put(self, key: str, pixels: torch.Tensor) -> None:
         channels = pixels.shape[0]
-        if channels > 1 and bool((pixels == pixels[:1]).all()):
+        if channels > 1 and all(torch.equal(pixels[0], pixels[c]) for c in range(1, channels)):
             kept = pixels[:1].clone()
         else:
             kept, channels = pixels.clone(), 1
