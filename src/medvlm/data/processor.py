@@ -135,7 +135,7 @@ class ImageCache:
         self.max_bytes = int(max_bytes)
         self.bytes = 0
         self.hits = self.misses = 0
-        self._store: dict[str, tuple[torch.Tensor, int]] = {}
+        self._store: dict[str, tuple[torch.Tensor, int]] = {}  # path -> (tensor kept, times to repeat it)
 
     def get(self, key: str) -> torch.Tensor | None:
         found = self._store.get(key)
@@ -143,18 +143,18 @@ class ImageCache:
             self.misses += 1
             return None
         self.hits += 1
-        pixels, channels = found
-        return pixels.repeat(channels, 1, 1) if channels > 1 else pixels.clone()
+        pixels, repeat = found
+        return pixels.repeat(repeat, 1, 1) if repeat > 1 else pixels.clone()  # a copy: callers may change theirs
 
     def put(self, key: str, pixels: torch.Tensor) -> None:
         channels = pixels.shape[0]
         if channels > 1 and all(torch.equal(pixels[0], pixels[c]) for c in range(1, channels)):
-            kept = pixels[:1].clone()
+            kept, repeat = pixels[:1].clone(), channels
         else:
-            kept, channels = pixels.clone(), 1
+            kept, repeat = pixels.clone(), 1
         size = kept.numel() * kept.element_size()
         if key not in self._store and self.bytes + size <= self.max_bytes:
-            self._store[key] = (kept, channels)
+            self._store[key] = (kept, repeat)
             self.bytes += size
 
 
