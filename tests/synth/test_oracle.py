@@ -44,6 +44,22 @@ def test_truth_from_labels_rewrites_reports_that_state_the_same_findings(tempora
                     assert stated_change(text.report, name) == label, (row["study_id"], name, text.report)
 
 
+def test_the_current_reader_knows_whether_there_is_a_prior_not_what_it_showed(temporal_data):
+    """The report prompt says whether a prior exists; the current-only reader keeps that and redraws the rest."""
+    from medvlm.evaluate.change import stated_change
+    from medvlm.synth.cxr_text import TEMPORAL_PROMPTS
+
+    config = CXRConfig(size_px=32, temporal=True)
+    varied = 0
+    for row in _rows(temporal_data)[:30]:
+        texts = simulate_reports(row, config, np.random.default_rng(1), 8, knows="current")
+        assert all((text.prompt in TEMPORAL_PROMPTS) == row["has_prior"] for text in texts), row["study_id"]
+        current = study_truth(row)[0]
+        for name in set(current) & {"cardiomegaly", "pleural_effusion", "edema", "atelectasis"}:
+            varied += len({stated_change(text.report, name) for text in texts}) > 1
+    assert varied  # the change of a finding seen now is drawn anew: new, unchanged, increased, ...
+
+
 def test_oracle_scores_and_the_prior_gap(temporal_data):
     scores = oracle_scores(temporal_data, draws=16)
     pair, current = scores["pair"], scores["current"]

@@ -12,8 +12,9 @@ and answers with the Bayes decision of each metric:
 
 What the oracle knows (`knows`):
   "pair"     the current findings, the prior findings and the change (a model that reads both images perfectly)
-  "current"  the current image's findings only; whether there is a prior, what it showed and the change are
-             drawn as the generator draws them (a model without the prior, at its best)
+  "current"  the current image's findings and whether the study has a prior (the synthetic report prompt says
+             so: "... compared with the prior study"), not what the prior showed: its findings and the change
+             are drawn as the generator draws them (a model without the prior image, at its best)
 
 The gap between the two is the most a prior image can add on the benchmark; benchmarks/temporal_ablation.py prints
 both beside its trained models. Python: `oracle_scores(dataset_dir)`; CLI: `medvlm synth oracle DIR`.
@@ -66,11 +67,8 @@ def simulate_reports(row: dict[str, Any], config: CXRConfig, rng: np.random.Gene
     terms, weights = list(CONSOLIDATION_TERMS), list(CONSOLIDATION_TERMS.values())
     texts = []
     for _ in range(draws):
-        if knows == "current":
-            if config.temporal and rng.random() >= config.no_prior_fraction:
-                prior, change = draw_prior_findings(rng, config, draw_anatomy(rng), current)
-            else:
-                prior, change = None, {}
+        if knows == "current" and row["has_prior"]:  # the prior image unseen: its findings drawn anew
+            prior, change = draw_prior_findings(rng, config, draw_anatomy(rng), current)
         term = str(rng.choice(terms, p=weights))  # the report's word for a consolidation is chance, not truth
         for findings in (current, prior or {}):
             if "consolidation" in findings:
