@@ -6,7 +6,7 @@
                                    (about 4.3 minutes on 2 cores; --size 128: about 5.5, better reports)
   medvlm demo --preset pretrained  EfficientNet-Lite0 + SmolLM2-135M-Instruct with LoRA, on the same data, for
                                    --pretrained-steps steps, scored on the first --pretrained-questions questions
-                                   of each answer type beside the tiny model's answers to them (about 10.5
+                                   of each answer type beside the tiny model's answers to them (about 11
                                    minutes on 2 cores; the packaged weights come with `make`)
 
 Both write into the same OUT (the pretrained run under OUT/pretrained/) and OUT/report.html shows every preset
