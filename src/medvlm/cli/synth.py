@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Score a perfect reader on the test studies of a `medvlm synth cxr` dataset: it knows the truth "
                     "but not the generator's chance wording, so it simulates reports and answers with each metric's "
                     "Bayes decision (medvlm.synth.oracle). Two readers: one that knows the current and the prior "
-                    "study and the change (pair), one that knows only the current image (current). Their "
+                    "study and the change (pair), one that knows the current image and, as the report prompt says, whether there is a prior, but not what it showed (current). Their "
                     "temporal F1 gap is the most a prior image can add.")
     p.add_argument("dataset", help="dataset folder written by `medvlm synth cxr` (with --temporal for temporal F1)")
     p.add_argument("--draws", type=int, default=64, help="simulated reports per study (default 64)")
