@@ -136,15 +136,14 @@ def test_image_cache_returns_the_same_tensors_and_keeps_gray_once(make_processor
 
 def test_text_pieces_are_tokenized_once_and_forgotten_when_the_vocabulary_grows(make_processor):
     processor = make_processor()
-    first = processor.encode(CONVERSATION, [np.zeros((8, 8), np.uint8)]).input_ids
-    assert processor._piece_memo and processor.encode(CONVERSATION, [np.zeros((8, 8), np.uint8)]).input_ids == first
-    fresh = make_processor()
-    fresh._piece_memo = {}
-    assert fresh.encode(CONVERSATION, [np.zeros((8, 8), np.uint8)]).input_ids == first
-    size = len(processor.tokenizer)
-    processor._piece_memo[None] = size - 1  # as if a token had been added since
-    processor._piece_memo["Small."] = (0,)
-    assert processor.encode(CONVERSATION, [np.zeros((8, 8), np.uint8)]).input_ids == first
+    image = [np.zeros((8, 8), np.uint8)]
+    first = processor.encode(CONVERSATION, image).input_ids
+    piece = "Yes, on the left.<|im_end|>"  # one of the pieces the chat template cuts the turns into
+    assert piece in processor._piece_memo
+    processor._piece_memo[piece] = (0,)  # a wrong entry shows whether the memo answers
+    assert processor.encode(CONVERSATION, image).input_ids != first
+    processor._piece_memo_vocab -= 1  # as if a token had been added since: the memo is forgotten
+    assert processor.encode(CONVERSATION, image).input_ids == first
 
 
 def test_files_are_read_with_their_bit_depth(make_processor, tmp_path):

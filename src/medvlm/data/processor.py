@@ -169,7 +169,8 @@ class MedVLMProcessor:
         self.tokenizer = tokenizer
         self.config = config
         self.image_cache: ImageCache | None = None
-        self._piece_memo: dict = {}  # text piece -> token ids (see _piece_ids)
+        self._piece_memo: dict[str, tuple[int, ...]] = {}  # text piece -> token ids (see _piece_ids)
+        self._piece_memo_vocab = len(tokenizer)  # the vocabulary size the memo was made with
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
         if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
             raise ValueError(f"the tokenizer has no {IMAGE_PLACEHOLDER!r} token; add it as a special token "
@@ -276,9 +277,9 @@ class MedVLMProcessor:
     def _piece_ids(self, piece: str) -> list[int]:
         """The ids of a text piece, remembered: chat template parts and prompts repeat in every sample."""
         memo = self._piece_memo
-        if memo.get(None) != len(self.tokenizer):  # a token added since: forget everything
+        if self._piece_memo_vocab != len(self.tokenizer):  # a token added since: forget everything
             memo.clear()
-            memo[None] = len(self.tokenizer)
+            self._piece_memo_vocab = len(self.tokenizer)
         found = memo.get(piece)
         if found is None:
             found = tuple(self.tokenizer(piece, add_special_tokens=False)["input_ids"])
