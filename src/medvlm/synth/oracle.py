@@ -36,7 +36,7 @@ KNOWLEDGE = ("pair", "current")
 _NOT_ATTRIBUTES = ("name", "present", "prior_present", "prior", "prior_mask", "change", "mask")
 
 
-def study_truth(row: dict[str, Any], where: str = "labels.jsonl") -> tuple[dict, dict | None, dict]:
+def study_truth(row: dict[str, Any]) -> tuple[dict, dict | None, dict]:
     """(current, prior or None, change) of one labels.jsonl row: what the generator wrote its report from.
 
     current / prior: finding name -> attributes of the findings present on each image; change: finding -> label.
@@ -50,11 +50,11 @@ def study_truth(row: dict[str, Any], where: str = "labels.jsonl") -> tuple[dict,
                  if row["has_prior"] else None)
         change = {f["name"]: f["change"] for f in findings if f.get("change")}
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"{where}, study {study}: not a synthetic CXR truth row (missing {exc}); the oracle needs "
+        raise ValueError(f"labels.jsonl, study {study}: not a synthetic CXR truth row (missing {exc}); the oracle needs "
                          f"the labels.jsonl of `medvlm synth cxr`") from None
     unknown = sorted(set(current) - set(FINDINGS))
     if unknown:
-        raise ValueError(f"{where}, study {study}, field findings: unknown findings {unknown}")
+        raise ValueError(f"labels.jsonl, study {study}, field findings: unknown findings {unknown}")
     return current, prior, change
 
 

@@ -86,6 +86,14 @@ class FindingsConnector(nn.Module):
         # plain lists, not buffers: the config holds them, and a model loaded from weights saved without them
         # (e.g. an align stage run before finding_words was set) still gets them right
         self.finding_words = None if finding_words is None else [[int(i) for i in w] for w in finding_words]
+        # padded (num_labels, width) ids and their mask, built once on the CPU (explicitly: transformers builds
+        # models under a meta-device default when loading)
+        self._word_ids = self._word_mask = None
+        if self.finding_words is not None:
+            width = max(len(w) for w in self.finding_words)
+            self._word_ids = torch.tensor([w + [0] * (width - len(w)) for w in self.finding_words], device="cpu")
+            self._word_mask = torch.tensor([[1.0] * len(w) + [0.0] * (width - len(w)) for w in self.finding_words],
+                                           device="cpu")
 
     @classmethod
     def output_tokens(cls, num_input_tokens: int, num_labels: int = 14, **settings) -> int:
@@ -102,12 +110,8 @@ class FindingsConnector(nn.Module):
         if text_embeddings is None:
             raise ValueError("this findings connector has finding_words: pass the language model's input "
                              "embeddings (text_embeddings=model.get_input_embeddings())")
-        device = self.present_embedding.device
-        width = max(len(w) for w in self.finding_words)
-        ids = torch.tensor([w + [0] * (width - len(w)) for w in self.finding_words], device=device)
-        mask = torch.tensor([[1.0] * len(w) + [0.0] * (width - len(w)) for w in self.finding_words], device=device)
-        words = text_embeddings(ids)  # (labels, width, text_dim)
-        mask = mask.to(words.dtype)[..., None]
+        words = text_embeddings(self._word_ids.to(self.present_embedding.device))  # (labels, width, text_dim)
+        mask = self._word_mask.to(words.device, words.dtype)[..., None]
         return self.present_embedding + ((words * mask).sum(1) / mask.sum(1)).to(self.present_embedding.dtype)
 
     def pooled(self, features: torch.Tensor) -> torch.Tensor:
