@@ -3,7 +3,8 @@
     batch = collate(samples, pad_token_id=processor.tokenizer.pad_token_id)
     -> {"input_ids" (B, L), "attention_mask" (B, L), "labels" (B, L) [when samples have labels],
         "pixel_values" (total_images, C, H, W) [when any sample has images],
-        "prior_present" (total_pairs,) bool [pair connectors: when any sample has pairs]}
+        "prior_present" (total_pairs,) bool [pair connectors: when any sample has pairs],
+        "finding_targets" (total_images, num_labels) [when any sample has them; NaN rows for one without]}
 
 Images are concatenated in sample order, which is the order of their placeholders in the batch; a sample may have
 any number of images (0 included).
@@ -49,6 +50,12 @@ def collate(samples: Sequence[EncodedSample], pad_token_id: int, padding_side: s
     flags = [flag for s in samples if s.prior_present is not None for flag in s.prior_present]
     if flags:
         batch["prior_present"] = torch.tensor(flags, dtype=torch.bool)
+    given = [s.finding_targets for s in samples if s.finding_targets is not None]
+    if given:
+        width = given[0].shape[-1]
+        batch["finding_targets"] = torch.cat([
+            s.finding_targets if s.finding_targets is not None else torch.full((s.num_images, width), float("nan"))
+            for s in samples if s.num_images])
     return batch
 
 

@@ -79,12 +79,15 @@ class ProcessorConfig:
 @dataclass
 class EncodedSample:
     """One processed sample: input_ids (seq,), labels (seq,) or None, pixel_values (num_images, C, H, W) or None;
-    prior_present: for pair connectors, one flag per pair (False: the prior slot holds a stand-in), else None."""
+    prior_present: for pair connectors, one flag per pair (False: the prior slot holds a stand-in), else None;
+    finding_targets: (num_images, num_labels) for findings connectors in training (NaN: the classifier decides;
+    medvlm.train.finding_targets), else None."""
 
     input_ids: list[int]
     labels: list[int] | None
     pixel_values: torch.Tensor | None
     prior_present: list[bool] | None = None
+    finding_targets: torch.Tensor | None = None
 
     @property
     def num_images(self) -> int:

@@ -133,12 +133,15 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         pixel_values: torch.Tensor | None = None,
         vision_features: torch.Tensor | None = None,
         prior_present: torch.Tensor | None = None,
+        finding_targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """-> image_features (num_images / images_per_placeholder, image_seq_length, text_dim).
 
         pixel_values: (num_images, C, H, W), or (batch, images_per_sample, C, H, W) which is flattened in order.
         vision_features: precomputed `encode_images` output; used instead of running the encoder.
         prior_present: (num_pairs,) bool, pair connectors only (see the module docstring); None = all present.
+        finding_targets: (num_images, num_labels), findings connectors only: the values their finding tokens carry
+        instead of the classifier's, NaN where the classifier decides (training's findings.teacher_forcing).
         """
         if vision_features is None:
             if pixel_values is None:
@@ -152,6 +155,11 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         # findings connectors with finding_words read the language model's embedding table
         extra = ({"text_embeddings": self.get_input_embeddings()}
                  if getattr(self.connector, "reads_text_embeddings", False) else {})
+        if finding_targets is not None:
+            if not getattr(self.connector, "accepts_finding_targets", False):
+                raise ValueError(f"finding_targets: the {self.config.connector_type!r} connector has no finding "
+                                 "tokens; they go with the findings and pair_findings connectors")
+            extra["finding_targets"] = finding_targets
         if self.config.images_per_placeholder == 2:
             return self.connector(vision_features, prior_present, **extra)
         return self.connector(vision_features, **extra)
@@ -179,6 +187,7 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         pixel_values: torch.Tensor | None = None,
         vision_features: torch.Tensor | None = None,
         prior_present: torch.Tensor | None = None,
+        finding_targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """input_ids (batch, seq) -> inputs_embeds (batch, seq, text_dim) with the images at their image tokens.
 
@@ -188,7 +197,7 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         inputs_embeds = self.get_input_embeddings()(input_ids)
         if pixel_values is None and vision_features is None:
             return inputs_embeds
-        image_features = self.get_image_features(pixel_values, vision_features, prior_present)
+        image_features = self.get_image_features(pixel_values, vision_features, prior_present, finding_targets)
         return self._splice_images(input_ids, inputs_embeds, image_features)
 
     # --- forward ------------------------------------------------------------------------------------------
@@ -205,11 +214,13 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        finding_targets: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         """input_ids (batch, seq) with image tokens; pixel_values (num_images, C, H, W) or vision_features
         (num_images, tokens, dim); prior_present (num_pairs,) bool for pair connectors; labels (batch, seq), -100
-        where nothing is learned.
+        where nothing is learned; finding_targets (num_images, num_labels) for findings connectors (see
+        get_image_features).
         -> CausalLMOutputWithPast(loss, logits (batch, seq, vocab), past_key_values)."""
         kwargs.pop("return_dict", None)  # always a ModelOutput
         if (input_ids is None) == (inputs_embeds is None):
@@ -223,7 +234,8 @@ class MedVLMForConditionalGeneration(MedVLMPreTrainedModel, GenerationMixin):
                     raise ValueError(
                         "input_ids hold image tokens but neither pixel_values nor vision_features were given"
                     )
-            inputs_embeds = self.embed_inputs(input_ids, pixel_values, vision_features, prior_present)
+            inputs_embeds = self.embed_inputs(input_ids, pixel_values, vision_features, prior_present,
+                                              finding_targets)
         return self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,

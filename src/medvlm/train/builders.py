@@ -75,7 +75,8 @@ class TrainingData:
 
 
 def build_training_data(cfg: TrainConfig, model, processor: MedVLMProcessor, records, run_dir: Path, accelerator):
-    dataset = TrainingDataset(records, processor, image_folder=cfg.data.image_folder, record_file=cfg.data.train)
+    plain = dataset = TrainingDataset(records, processor, image_folder=cfg.data.image_folder,
+                                      record_file=cfg.data.train)
     collate = Collator(processor.tokenizer.pad_token_id, padding_side="right")
     if cfg.run.cache_vision_features:
         with accelerator.main_process_first():
@@ -83,6 +84,11 @@ def build_training_data(cfg: TrainConfig, model, processor: MedVLMProcessor, rec
             dataset = CachedFeatureDataset.build(dataset, model, cache_dir,
                                                  progress=cfg.run.progress and accelerator.is_main_process)
         collate = FeatureCollator(collate)
+    if cfg.findings.teacher_forcing > 0:
+        from medvlm.train import finding_targets
+        from medvlm.train.components import base_model
+
+        dataset = finding_targets.wrap(dataset, plain, cfg, base_model(model).connector)
     validation = None
     if cfg.data.validation:
         from medvlm.train.validate import Validation

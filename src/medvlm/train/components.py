@@ -24,6 +24,12 @@ PARTS = {"vision": "vision_tower", "connector": "connector", "language": "langua
 def check_recipe(cfg: TrainConfig) -> None:
     """The align recipe trains the connector alone; say so instead of silently training something else."""
     c = cfg.components
+    forcing = cfg.findings.teacher_forcing
+    if not 0.0 <= forcing <= 1.0:
+        raise ValueError(f"findings.teacher_forcing={forcing}: give a probability in [0, 1]")
+    if forcing and cfg.recipe == "encoder":
+        raise ValueError("findings.teacher_forcing is for the recipes that train the connector (align, finetune); "
+                         "recipe 'encoder' has no finding tokens: set it to 0")
     if cfg.recipe == "align" and (c.vision, c.connector, c.language) != ("frozen", "full", "frozen"):
         raise ValueError(
             "recipe 'align' trains the connector only: set components.vision=frozen components.connector=full "

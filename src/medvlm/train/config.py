@@ -1,7 +1,7 @@
 """The training recipe config: one YAML file per run, every field documented here.
 
 Sections: `model` (what to build or start from), `data`, `components` (frozen / lora / full per part),
-`lora`, `optim`, `validation`, `encoder` (recipe=encoder only), `run`. Override any field on the command line: `optim.lr=3e-4`.
+`lora`, `optim`, `validation`, `encoder` (recipe=encoder only), `findings` (findings connectors), `run`. Override any field on the command line: `optim.lr=3e-4`.
 """
 
 from __future__ import annotations
@@ -109,6 +109,18 @@ class EncoderConfig:
 
 
 @dataclass
+class FindingsConfig:
+    """Findings connectors (findings, pair_findings) in recipes align / finetune (medvlm.train.finding_targets)."""
+
+    # probability, per image and step, that its finding tokens carry the labels of its own report (the offline
+    # CheXpert labeler's) instead of the classifier's decisions; 0: always the classifier's. 1 teaches the language
+    # model to write what the tokens say (docs/training.md, "Teacher forcing the finding tokens")
+    teacher_forcing: float = 0.0
+    report_task: str | None = "report"  # records whose `task` is this give the labels; null: every record
+    uncertain: Literal["ignore", "positive", "negative"] = "ignore"  # an uncertain mention; ignore: the classifier's
+
+
+@dataclass
 class RunConfig:
     output_dir: str = "runs/medvlm"
     seed: int = 0
@@ -137,4 +149,5 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    findings: FindingsConfig = field(default_factory=FindingsConfig)
     run: RunConfig = field(default_factory=RunConfig)

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from medvlm.config import dump_config
 from medvlm.train import components as components_lib
-from medvlm.train import encoder_stage
+from medvlm.train import encoder_stage, finding_targets
 from medvlm.train.builders import build_model_and_processor, build_training_data
 from medvlm.train.checkpoint import (
     TrainState,
@@ -279,6 +279,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         step_samples = int(accelerator.reduce(torch.tensor(local_samples, device=accelerator.device), "sum"))
         step_loss = torch.zeros((), device=accelerator.device)
         for i, batch in enumerate(micro):
+            if "finding_targets" in batch:  # findings.teacher_forcing: which images get their report's labels
+                batch["finding_targets"] = finding_targets.force(batch["finding_targets"],
+                                                                 cfg.findings.teacher_forcing)
             batch = {k: (v.to(accelerator.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
             sync = i == len(micro) - 1
             context = accelerator.no_sync(model) if (not sync and world > 1) else _nullcontext()

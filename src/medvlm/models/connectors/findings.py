@@ -27,6 +27,14 @@ With tied input / output embeddings (the tiny preset) the token carries the very
 demo's language model otherwise learns which finding is on slowly, and names a different one (a lesion the
 classifier finds written as a pneumothorax or a consolidation).
 
+finding_targets: training may give, per image, the values its finding tokens are to carry instead of the
+classifier's (`forward(features, finding_targets=...)`, (N, num_labels), NaN where the classifier decides):
+the training recipe's `findings.teacher_forcing` passes the labels of each training image's own report. A
+classifier is imperfect on its training images too (the demo's: lesion 0.87, pneumothorax 0.90 F1 there), so a
+language model taught on its decisions learns that a finding token is not to be trusted and half guesses from the
+image tokens; taught on the report's labels, it writes what the tokens say, and at test time the tokens carry the
+classifier's decisions (docs/training.md, "Teacher forcing the finding tokens").
+
 pool: "mean" (the token mean) or "mean_max" ([mean, max] over the tokens: a finding that one patch sees stays
 visible). The classifier is the encoder stage's label head when the model comes from one
 (medvlm.train.encoder_stage copies it in, pooling and width checked), and keeps training with the connector
@@ -61,6 +69,7 @@ class FindingsConnector(nn.Module):
 
     accepts_layer_stack = False
     images_per_placeholder = 1
+    accepts_finding_targets = True
 
     def __init__(self, vision_dim: int, text_dim: int, num_input_tokens: int, num_labels: int = 14,
                  pooling: str = "mean_max", depth: int = 2, train_classifier: bool = True,
@@ -122,19 +131,27 @@ class FindingsConnector(nn.Module):
         """(N, tokens, vision_dim) -> (N, num_labels): the classifier's logits."""
         return self.classifier(self.pooled(features))
 
-    def finding_values(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, tokens, vision_dim) -> (N, num_labels, 1): p, or the decisions at `threshold` (straight-through)."""
+    def finding_values(self, features: torch.Tensor, finding_targets: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, tokens, vision_dim) -> (N, num_labels, 1): p, or the decisions at `threshold` (straight-through);
+        where `finding_targets` (N, num_labels) holds a number instead of NaN, that number."""
         logits = self.finding_logits(features)
         if not self.train_classifier:  # keep the classifier as it came (no gradient, so no update)
             logits = logits.detach()
         p = torch.sigmoid(logits)
         if self.threshold is not None:
             p = (p >= self.threshold).to(p.dtype) + p - p.detach()  # forward: 0 / 1; backward: dp
+        if finding_targets is not None:
+            if finding_targets.shape != p.shape:
+                raise ValueError(f"finding_targets {tuple(finding_targets.shape)} must match the images' finding "
+                                 f"values {tuple(p.shape)} (one row of {p.shape[-1]} labels per image)")
+            targets = finding_targets.to(device=p.device, dtype=p.dtype)
+            p = torch.where(torch.isnan(targets), p, targets)
         return p.unsqueeze(-1)
 
-    def forward(self, features: torch.Tensor, text_embeddings: nn.Module | None = None) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, text_embeddings: nn.Module | None = None,
+                finding_targets: torch.Tensor | None = None) -> torch.Tensor:
         present = self.present_vectors(text_embeddings)
-        findings = self.label_embedding + self.finding_values(features) * present  # (N, labels, dim)
+        findings = self.label_embedding + self.finding_values(features, finding_targets) * present  # (N, labels, dim)
         return torch.cat([self.mlp(features), findings.to(features.dtype)], dim=1)
 
     def load_label_head(self, head: nn.Linear, pooling: str) -> None:

@@ -101,11 +101,13 @@ class PairFindingsConnector(FindingsConnector):
         copy_linear(self.change_classifier, head)
 
     def forward(self, features: torch.Tensor, prior_present: torch.Tensor | None = None,
-                text_embeddings: nn.Module | None = None) -> torch.Tensor:
+                text_embeddings: nn.Module | None = None, finding_targets: torch.Tensor | None = None) -> torch.Tensor:
         if features.ndim != 3 or features.shape[0] % 2:
             raise ValueError(f"pair_findings takes (num_pairs * 2, tokens, dim) features (current, prior, ...), "
                              f"got {tuple(features.shape)}")
-        values = self.finding_values(features)  # (2P, num_labels, 1): both images through the one classifier
+        # (2P, num_labels, 1): both images through the one classifier; finding_targets (2P, num_labels) in the
+        # same current, prior order
+        values = self.finding_values(features, finding_targets)
         p_now, p_before = values[0::2], values[1::2]
         projected = self.mlp(features)  # (2P, tokens, text_dim)
         current, prior = projected[0::2], projected[1::2]
