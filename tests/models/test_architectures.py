@@ -46,6 +46,7 @@ def _train_step_and_generate(model, processor):
     sample = processor.encode([{"from": "human", "value": "<image>\nFindings?"},
                                {"from": "gpt", "value": "Small left pleural effusion."}], [image])
     batch = collate([sample], processor.tokenizer.pad_token_id)
+    _labelled_logits_give_the_full_loss(model, processor, image, sample)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
     loss = model(**batch).loss
     loss.backward()
@@ -54,6 +55,24 @@ def _train_step_and_generate(model, processor):
     model.eval()
     texts = generate(model, processor, [image], "Findings?", max_new_tokens=3)
     assert len(texts) == 1 and isinstance(texts[0], str)
+
+
+def _labelled_logits_give_the_full_loss(model, processor, image, sample):
+    """Training's loss with logits only at learned positions (labelled_loss_sums) = the one from all logits."""
+    from medvlm.train.recipe import labelled_loss_sums, sample_loss_sums
+
+    longer = processor.encode([{"from": "human", "value": "<image>\nFindings?"},
+                               {"from": "gpt", "value": "No pneumothorax. The heart is enlarged."},
+                               {"from": "human", "value": "Effusion?"}, {"from": "gpt", "value": "yes"}], [image])
+    batch = collate([sample, longer], processor.tokenizer.pad_token_id)  # right padding in the first row
+    was_training = model.training
+    model.eval()  # GPT-2's dropout would make two forwards differ
+    with torch.no_grad():
+        full = sample_loss_sums(model(**{k: v for k, v in batch.items() if k != "labels"}).logits, batch["labels"])
+        fast = labelled_loss_sums(model, batch)
+    model.train(was_training)
+    torch.testing.assert_close(fast[0], full[0])
+    assert torch.equal(fast[1], full[1]) and int(fast[1][1]) > int(fast[1][0]) > 0
 
 
 @pytest.mark.parametrize("model_type", sorted(LANGUAGE_MODELS))

@@ -145,6 +145,25 @@ def sample_loss_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.
     return per_token.sum(dim=1), (shift_labels != -100).sum(dim=1)
 
 
+def labelled_loss_sums(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sample_loss_sums` of the model on `batch`, with logits only where a label follows: the language model's
+    head and the cross-entropy run on the learned positions (a fifth of the demo's tokens) instead of all of
+    them, through transformers' `logits_to_keep` boolean mask (every causal LM built on `slice_logits_to_keep`:
+    Llama, Qwen2, Mistral, Gemma, Phi3, GPT-2 ...). Same numbers as the full logits (tests/train)."""
+    labels = batch["labels"]
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != -100
+    logits = model(**_model_inputs(batch), logits_to_keep=keep).logits  # (learned positions, vocab)
+    if logits.ndim != 2 or logits.shape[0] != int(keep.sum()):
+        raise ValueError(f"the language model gave logits {tuple(logits.shape)} for a logits_to_keep mask of "
+                         f"{int(keep.sum())} positions; it does not take a boolean logits_to_keep (transformers' "
+                         "slice_logits_to_keep)")
+    per_token = torch.nn.functional.cross_entropy(logits.float(), labels[:, 1:][keep[:, :-1]], reduction="none")
+    rows = keep.nonzero()[:, 0]  # row-major, as boolean indexing orders them
+    sums = torch.zeros(labels.shape[0], dtype=per_token.dtype, device=per_token.device).index_add_(0, rows, per_token)
+    return sums, keep.sum(dim=1)
+
+
 def weighted_loss(sums: torch.Tensor, counts: torch.Tensor, weighting: str, *, world: int, step_tokens: int,
                   step_samples: int, mean_labelled: float | None = None) -> torch.Tensor:
     """This micro-batch's share of the step loss (optim.loss_weighting). sums / counts: per-sample loss sums and
@@ -180,7 +199,7 @@ class Objective:
 
 NEXT_TOKEN = Objective(  # finetune / align: assistant tokens
     counts=lambda batch: (batch["labels"][:, 1:] != -100).sum(dim=1),
-    loss_sums=lambda model, batch: sample_loss_sums(model(**_model_inputs(batch)).logits, batch["labels"]),
+    loss_sums=labelled_loss_sums,
 )
 PER_LABEL = Objective(counts=encoder_stage.label_counts, loss_sums=encoder_stage.label_loss_sums)  # encoder
 
