@@ -48,6 +48,25 @@ def test_the_tiny_preset_passes_stem_channels_on():
         TinyPresetConfig(vision_stem_channels=[8, 16, 32]).compose_config()
 
 
+def test_a_patchify_first_stage_skips_the_full_resolution_stages():
+    config = _small(stem_patch=4)  # 4 x 4 patches of stride 4, then one stride-2 stage: patch 8
+    assert config.stem_channels == [16, 32]
+    model = ConvStemViTModel(config).eval()
+    convs = [m for m in model.embeddings.patch_embeddings.projection.convs if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size[0], c.stride[0], c.padding[0]) for c in convs] == [(4, 4, 0), (3, 2, 1)]
+    assert model(pixel_values=torch.rand(2, 3, 32, 32)).last_hidden_state.shape == (2, 17, 32)  # the same grid
+    assert ConvStemViTModel(_small(stem_patch=8)).config.stem_channels == [16]  # one 8 x 8 patchify stage
+    vision = TinyPresetConfig(image_size=128, patch_size=32, vision_stem="conv", vision_stem_patch=4).compose_config().vision
+    assert vision["stem_patch"] == 4
+    for bad in (3, 1, 16):
+        with pytest.raises(ValueError, match=f"stem_patch={bad}: give a power of two from 2 to patch_size"):
+            _small(stem_patch=bad)
+    with pytest.raises(ValueError, match="give 2 positive channel counts"):
+        _small(stem_patch=4, stem_channels=[8, 16, 32])
+    with pytest.raises(ValueError, match="vision_stem_patch need vision_stem='conv'"):
+        TinyPresetConfig(vision_stem_patch=4).compose_config()
+
+
 def test_a_patch_size_the_stem_cannot_reach_is_refused():
     with pytest.raises(ValueError, match="power of two"):
         _small(patch_size=12)

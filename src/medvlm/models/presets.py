@@ -72,6 +72,9 @@ class TinyPresetConfig:
     # "conv" only: output channels of each stem stage, one per halving of the resolution (log2(patch_size) of
     # them); None: 16, 32, 64, ... (medvlm.models.conv_vit)
     vision_stem_channels: list[int] | None = None
+    # "conv" only: the first stem stage's stride; 2: a 3x3 convolution like the others; 4 (or 8 ...): a
+    # non-overlapping patchify convolution, which skips the costly full-resolution stage (one channel count fewer)
+    vision_stem_patch: int = 2
     text_hidden_size: int = 128
     text_layers: int = 2
     text_heads: int = 4
@@ -95,10 +98,12 @@ class TinyPresetConfig:
         }
         if self.vision_stem == "conv":
             vision["stem_depth"] = self.vision_stem_depth
+            vision["stem_patch"] = self.vision_stem_patch
             if self.vision_stem_channels is not None:
                 vision["stem_channels"] = list(self.vision_stem_channels)
-        elif self.vision_stem_depth != 1 or self.vision_stem_channels is not None:
-            raise ValueError(f"TinyPresetConfig.vision_stem_depth / vision_stem_channels need vision_stem='conv' "
+        elif self.vision_stem_depth != 1 or self.vision_stem_channels is not None or self.vision_stem_patch != 2:
+            raise ValueError(f"TinyPresetConfig.vision_stem_depth / vision_stem_channels / vision_stem_patch need "
+                             f"vision_stem='conv' "
                              f"(got vision_stem={self.vision_stem!r})")
         text = {
             "model_type": "llama", "hidden_size": self.text_hidden_size, "num_hidden_layers": self.text_layers,
