@@ -38,9 +38,9 @@ class DemoConfig:
     preset: str = "tiny"  # "tiny" (from scratch) or "pretrained" (EfficientNet-Lite0 + SmolLM2 with LoRA)
     studies: int = 3000  # synthetic CXR studies (one patient each)
     test_fraction: float = 0.034  # of the patients: 102 test studies (prediction time grows with the test set)
-    # 64 px fits the 5 minutes; 128 px (32 px patches, the same 16 tokens) finds more (docs/training.md,
-    # "Known limits": F1-14 0.892 vs 0.876 on the demo's test reports) in about 330 s
-    size_px: int = 64
+    # 128 px with 32 px patches (16 image tokens): the encoder finds small findings (lesion, pneumothorax) far
+    # better than at 64 px (docs/training.md, "Known limits")
+    size_px: int = 128
     patch_size: int | None = None  # the tiny encoder's patch side; None: size_px // 4 (16 image tokens)
     seed: int = 0
     # the tiny preset: encoder (report labels), align, then finetune connector + LM (encoder kept)
@@ -53,6 +53,9 @@ class DemoConfig:
     finetune_batch_size: int = 16  # more, smaller steps teach the language model more per second (docs/training.md)
     align_lr: float = 1e-3
     finetune_lr: float = 2e-3
+    # probability that a training image's finding tokens carry its report's labels in the finetune stage
+    # (TrainConfig.findings.teacher_forcing): the language model learns to write what the tokens say
+    teacher_forcing: float = 1.0
     # tiny preset sizes (medvlm.models.presets.TinyPresetConfig; patch_size from the field above): the findings
     # connector's 14 finding tokens after the 16 image tokens: its classifier is the encoder stage's label head,
     # kept as it is, and the language model gets its decisions at p >= 0.5 (docs/training.md, "Encoder stage")
@@ -60,7 +63,7 @@ class DemoConfig:
         "vision_stem": "conv", "vision_hidden_size": 128, "connector_type": "findings",
         "connector_config": {"pooling": "mean_max", "train_classifier": False, "threshold": 0.5}})
     max_new_tokens: int = 96
-    validate_every_steps: int = 160  # generation-based validation on 48 test questions; best checkpoint kept
+    validate_every_steps: int = 280  # generation-based validation on 48 test questions; best checkpoint kept
     # the pretrained preset: one finetune stage (encoder frozen, features cached; connector full; LM LoRA)
     pretrained_steps: int = 48  # ~10 s per step of batch 8 on 2 cores
     pretrained_batch_size: int = 8
@@ -197,6 +200,7 @@ def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
         "optim": {"lr": cfg.finetune_lr, "batch_size": cfg.finetune_batch_size, "max_steps": cfg.finetune_steps,
                   "warmup_ratio": 0.05},
         "data": {**common["data"], "validation": str(data / "test.jsonl")},
+        "findings": {"teacher_forcing": cfg.teacher_forcing if _has_finding_tokens(cfg) else 0.0},
         # checkpoint choice by the teacher-forced validation loss: smooth, unlike F1 on a few dozen answers
         "validation": {"every_steps": cfg.validate_every_steps, "max_samples": 48,
                        "max_new_tokens": cfg.max_new_tokens, "metric": "loss"},
@@ -205,6 +209,10 @@ def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
                 "feature_cache_dir": str(out / "feature_cache")},
     })
     return train(finetune_cfg).model_dir
+
+
+def _has_finding_tokens(cfg: DemoConfig) -> bool:
+    return cfg.preset_options.get("connector_type") in ("findings", "pair_findings")
 
 
 def _train_pretrained(cfg: DemoConfig, data: Path, run_dir: Path) -> Path:

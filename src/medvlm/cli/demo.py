@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help=f"batch size of the encoder and align stages (default: {d.batch_size})")
     tiny.add_argument("--finetune-batch-size", type=int, default=d.finetune_batch_size,
                       help=f"batch size of the finetune stage (default: {d.finetune_batch_size})")
+    tiny.add_argument("--teacher-forcing", type=float, default=d.teacher_forcing,
+                      help="finetune stage: probability that a training image's finding tokens carry the labels of "
+                           "its own report instead of the classifier's decisions; 1 teaches the language model to "
+                           f"write what the tokens say, 0 trains on the decisions (default: {d.teacher_forcing})")
     pretrained = parser.add_argument_group("pretrained preset")
     pretrained.add_argument("--pretrained-steps", type=int, default=d.pretrained_steps,
                             help=f"optimizer steps of its one finetune stage (default: {d.pretrained_steps})")
@@ -70,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out, preset=args.preset, studies=args.studies, test_fraction=args.test_fraction, size_px=args.size, patch_size=args.patch_size,
         seed=args.seed,
         encoder_steps=args.encoder_steps, align_steps=args.align_steps, finetune_steps=args.finetune_steps, batch_size=args.batch_size,
-        finetune_batch_size=args.finetune_batch_size,
+        finetune_batch_size=args.finetune_batch_size, teacher_forcing=args.teacher_forcing,
         pretrained_steps=args.pretrained_steps, pretrained_batch_size=args.pretrained_batch_size,
         pretrained_questions_per_type=args.pretrained_questions, meteor=not args.no_meteor,
         bertscore=not args.no_bertscore, workers=args.workers, fresh=args.fresh, progress=not args.no_progress,
