@@ -71,6 +71,59 @@ def test_group_by_length_keeps_the_task_mix_in_every_batch():
         GlobalBatchSampler(128, 8, 1, 0, seed=2, lengths=lengths, tasks=tasks[:3])
 
 
+def test_task_weights_draw_each_sample_as_often_as_its_weight_says_and_resume():
+    from collections import Counter
+
+    weights = [2.0] * 10 + [0.5] * 20 + [0.0] * 5 + [1.0] * 3  # reports twice, half the questions, no captions
+    sampler = GlobalBatchSampler(38, 4, 1, 0, seed=5, weights=weights)
+    assert sampler.epoch_size == 20 + 10 + 0 + 3 and sampler.batches_per_epoch == 9
+    epochs = [[i for b in _take_epoch(sampler, e) for i in b] for e in range(2)]
+    for drawn in epochs:
+        counts = Counter(drawn)
+        assert all(counts[i] == 2 for i in range(10)) and all(counts[i] == 1 for i in range(35, 38))
+        assert sum(counts[i] for i in range(10, 30)) == 10 and max(counts[i] for i in range(10, 30)) == 1
+        assert not any(counts[i] for i in range(30, 35))
+    halves = [{i for i in drawn if 10 <= i < 30} for drawn in epochs]
+    assert halves[0] != halves[1]  # a fresh half each epoch
+    resumed = GlobalBatchSampler(38, 4, 1, 0, seed=5, weights=weights)
+    resumed.start_epoch, resumed.start_batch = 1, 3
+    assert _take(resumed, 4) == _take(sampler, sampler.batches_per_epoch + 7)[sampler.batches_per_epoch + 3:]
+    # no weights and all-ones weights: the very same order as before weights existed
+    assert _take(GlobalBatchSampler(38, 4, 1, 0, seed=5, weights=[1.0] * 38), 20) == _take(
+        GlobalBatchSampler(38, 4, 1, 0, seed=5), 20)
+    with pytest.raises(ValueError, match="sample 3 has weight -1"):
+        GlobalBatchSampler(5, 2, 1, 0, seed=0, weights=[1, 1, 1, -1, 1])
+
+
+def test_task_weights_come_from_each_records_task_and_bad_ones_are_refused():
+    from types import SimpleNamespace
+
+    from medvlm.train.recipe import task_sample_weights
+
+    data = SimpleNamespace(tasks=lambda: ["report", "vqa", "report", None])
+
+    def cfg(weights, recipe="finetune"):
+        return SimpleNamespace(recipe=recipe, data=SimpleNamespace(task_weights=weights, train="train.json"))
+
+    assert task_sample_weights(cfg({"report": 2, "vqa": 0.5}), data) == [2.0, 0.5, 2.0, 1.0]
+    with pytest.raises(ValueError, match=r"names task 'reprot', which no record of train.json has \(their tasks: "
+                                         r"\['None', 'report', 'vqa'\]\)"):
+        task_sample_weights(cfg({"reprot": 2}), data)
+    with pytest.raises(ValueError, match="task_weights.vqa=-1: give a number >= 0"):
+        task_sample_weights(cfg({"vqa": -1}), data)
+    with pytest.raises(ValueError, match="leaves no record to train on"):
+        task_sample_weights(cfg({"report": 0, "vqa": 0, "None": 0}), data)
+    with pytest.raises(ValueError, match="recipe 'encoder'"):
+        task_sample_weights(cfg({"report": 2}, recipe="encoder"), data)
+
+
+def _take_epoch(sampler, epoch):
+    sampler.start_epoch, sampler.start_batch = epoch, 0
+    batches = _take(sampler, sampler.batches_per_epoch)
+    sampler.start_epoch = 0
+    return batches
+
+
 def test_loss_weightings():
     sums, counts = torch.tensor([10.0, 2.0]), torch.tensor([10, 1])  # a long report, a one-word answer
     assert weighted_loss(sums, counts, "token", world=1, step_tokens=11, step_samples=2) == 12 / 11

@@ -35,9 +35,11 @@ def _weights(run_dir):
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_to_the_same_weights(tiny_cxr, tmp_path):
-    # batches grouped by length (tasks mixed), loss over the data's mean tokens: all must resume exactly too
+    # batches grouped by length (tasks mixed), loss over the data's mean tokens, reports drawn 1.5 times per
+    # epoch (a fresh random half once more each epoch): all must resume exactly too
     steps = ["optim.max_steps=24", "optim.batch_size=4", "run.save_every_steps=4", "run.keep_last=10", CONV_STEM,
-             "data.group_by_length=true", "data.group_mix_tasks=true", "optim.loss_weighting=token_global"]
+             "data.group_by_length=true", "data.group_mix_tasks=true", "optim.loss_weighting=token_global",
+             "data.task_weights={report: 1.5}"]
     subprocess.run(_command(tiny_cxr, tmp_path / "straight", *steps), check=True, env=_env(), capture_output=True)
 
     killed = tmp_path / "killed"

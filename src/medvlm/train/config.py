@@ -36,6 +36,10 @@ class DataConfig:
     # with group_by_length: keep each batch's mix of record tasks (metadata `task`) as in the data, sorting each
     # task's samples by length on its own (docs/training.md has the measurements: better VQA, not better reports)
     group_mix_tasks: bool = False
+    # how often each record `task` (metadata) comes per epoch, e.g. {report: 2}: a weight w draws each record
+    # floor(w) times plus a fresh seeded share frac(w) of them once more; tasks not named weigh 1, 0 leaves a task
+    # out (docs/training.md, "Task weights")
+    task_weights: dict[str, float] = field(default_factory=dict)
     skip_bad: bool = False  # skip (and list) bad records instead of failing on the first
     num_workers: int = 0  # DataLoader worker processes
     # preprocessed training images kept in memory (MiB, per process) so that later epochs skip decoding and

@@ -71,30 +71,54 @@ class GlobalBatchSampler:
     `lengths` (tokens per sample) groups samples of similar length into the same batch (data.group_by_length);
     `tasks` (one label per sample, e.g. "report" / "vqa") keeps each batch's mix of tasks as in the data while
     doing so: a batch gets the short reports with the short questions, not all reports.
+    `weights` (one per sample, >= 0; data.task_weights) sets how often a sample comes per epoch: floor(w) times,
+    plus once more for a seeded random share frac(w) of the samples of that weight, drawn anew each epoch; an
+    epoch then holds `epoch_size` draws.
     """
 
     def __init__(self, n: int, batch_size: int, world_size: int, rank: int, seed: int,
-                 lengths: list[int] | None = None, tasks: list | None = None):
+                 lengths: list[int] | None = None, tasks: list | None = None, weights: list[float] | None = None):
         self.n, self.batch_size, self.world_size, self.rank, self.seed = n, batch_size, world_size, rank, seed
-        for name, values in (("lengths", lengths), ("tasks", tasks)):
+        for name, values in (("lengths", lengths), ("tasks", tasks), ("weights", weights)):
             if values is not None and len(values) != n:
                 raise ValueError(f"{name} has {len(values)} entries for {n} samples")
         self.lengths = lengths
         self.tasks = tasks
+        self.by_weight: dict[float, list[int]] = {}  # weight -> its samples (None: every sample once)
+        if weights is not None:
+            for i, w in enumerate(weights):
+                if not w >= 0:
+                    raise ValueError(f"sample {i} has weight {w}: give weights >= 0")
+                self.by_weight.setdefault(float(w), []).append(i)
+        self.epoch_size = (sum(int(w) * len(m) + round((w % 1) * len(m)) for w, m in self.by_weight.items())
+                           if weights is not None else n)
         self.global_batch = batch_size * world_size
-        full, rest = divmod(n, self.global_batch)
+        full, rest = divmod(self.epoch_size, self.global_batch)
         self.batches_per_epoch = full + (1 if rest and world_size == 1 else 0)
         if self.batches_per_epoch == 0:
             raise ValueError(
-                f"{n} training samples cannot fill one global batch of {self.global_batch} "
+                f"{self.epoch_size} training samples per epoch cannot fill one global batch of {self.global_batch} "
                 f"({batch_size} per process x {world_size} processes); lower optim.batch_size"
             )
         self.start_epoch = 0
         self.start_batch = 0
 
+    def pool(self, g: torch.Generator) -> list[int]:
+        """The samples an epoch draws from, each as often as its weight says (in no particular order)."""
+        if not self.by_weight:
+            return list(range(self.n))
+        pool = []
+        for w, members in sorted(self.by_weight.items()):
+            pool += members * int(w)
+            extra = round((w % 1) * len(members))
+            if extra:
+                pool += [members[i] for i in torch.randperm(len(members), generator=g)[:extra].tolist()]
+        return pool
+
     def order(self, epoch: int) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(self.n, generator=g).tolist()
+        pool = self.pool(g)
+        order = [pool[i] for i in torch.randperm(len(pool), generator=g).tolist()]
         if self.lengths is None:
             return order
         # group by length (as transformers' group_by_length / LLaVA's grouped sampler): sort each run of
@@ -102,9 +126,9 @@ class GlobalBatchSampler:
         # a batch pads to similar lengths and the order stays random; the partial batch, if any, stays last
         mega = self.global_batch * GROUP_BATCHES
         grouped = []
-        for start in range(0, self.n, mega):
+        for start in range(0, len(order), mega):
             grouped += self._by_length(order[start : start + mega])
-        full = self.n // self.global_batch
+        full = len(order) // self.global_batch
         batches = [grouped[b * self.global_batch : (b + 1) * self.global_batch] for b in range(full)]
         shuffled = [batches[i] for i in torch.randperm(full, generator=g).tolist()]
         return [i for batch in shuffled for i in batch] + grouped[full * self.global_batch :]
@@ -132,6 +156,25 @@ class GlobalBatchSampler:
                 chunk = order[b * self.global_batch : (b + 1) * self.global_batch]
                 yield chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
             epoch, batch = epoch + 1, 0
+
+
+def task_sample_weights(cfg: TrainConfig, dataset) -> list[float]:
+    """data.task_weights -> one weight per sample, from its record's `task` (tasks not named weigh 1)."""
+    if cfg.recipe == "encoder":
+        raise ValueError("data.task_weights mixes the record tasks of recipes align / finetune; recipe 'encoder' "
+                         "learns from every report image once per epoch: leave it empty")
+    tasks = dataset.tasks()
+    found = sorted({str(t) for t in tasks})
+    for task, weight in cfg.data.task_weights.items():
+        if task not in found:
+            raise ValueError(f"data.task_weights names task {task!r}, which no record of {cfg.data.train} has "
+                             f"(their tasks: {found})")
+        if not (isinstance(weight, int | float) and weight >= 0):
+            raise ValueError(f"data.task_weights.{task}={weight!r}: give a number >= 0")
+    weights = [float(cfg.data.task_weights.get(str(t), 1.0)) for t in tasks]
+    if not any(weights):
+        raise ValueError("data.task_weights leaves no record to train on: give some task a weight > 0")
+    return weights
 
 
 def sample_loss_sums(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,7 +288,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     grouped = cfg.data.group_by_length and cfg.recipe != "encoder"
     lengths = data.dataset.lengths() if grouped else None
     tasks = data.dataset.tasks() if grouped and cfg.data.group_mix_tasks else None
-    sampler = GlobalBatchSampler(len(data.dataset), cfg.optim.batch_size, world, rank, cfg.run.seed, lengths, tasks)
+    weights = task_sample_weights(cfg, data.dataset) if cfg.data.task_weights else None
+    sampler = GlobalBatchSampler(len(data.dataset), cfg.optim.batch_size, world, rank, cfg.run.seed, lengths, tasks,
+                                 weights)
     mean_labelled = None  # optim.loss_weighting="token_global": the data's learned tokens per sample
     if cfg.optim.loss_weighting == "token_global":
         if not hasattr(data.dataset, "labelled_tokens"):
