@@ -109,3 +109,29 @@ def test_tiny_preset_with_a_conv_stem_learns_through_its_stem_and_round_trips(tm
 def test_an_unknown_stem_is_refused():
     with pytest.raises(ValueError, match="vision_stem='resnet'"):
         build_model(TinyPresetConfig(vision_stem="resnet"), texts=["a b c"] * 5)
+
+
+def test_a_one_channel_tiny_preset_reads_gray_images_as_they_are(tmp_path):
+    import numpy as np
+
+    preset = TinyPresetConfig(image_size=32, patch_size=8, vision_stem="conv", vision_hidden_size=32,
+                              text_hidden_size=64, vocab_size=300, image_channels=1)
+    model, processor = build_model(preset, texts=["The heart is enlarged. No effusion."] * 20)
+    assert processor.config.num_channels == 1 and model.config.vision_config.num_channels == 1
+    stem = model.vision_tower.model.embeddings.patch_embeddings.projection
+    assert stem.convs[0].in_channels == 1
+    gray = (np.random.default_rng(0).random((32, 32)) * 255).astype(np.uint8)
+    pixels = processor.preprocess_image(gray)
+    assert pixels.shape == (1, 32, 32)
+    colour = np.repeat(gray[:, :, None], 3, axis=2)
+    torch.testing.assert_close(processor.preprocess_image(colour), pixels)  # colour averaged to the same gray
+    conversation = [{"from": "human", "value": "<image>\nFindings?"}, {"from": "gpt", "value": "enlarged"}]
+    batch = collate([processor.encode(conversation, [gray])], processor.tokenizer.pad_token_id)
+    model.eval()
+    save(model, processor, tmp_path)
+    loaded, loaded_processor = medvlm.load(tmp_path)
+    assert loaded_processor.config.num_channels == 1
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="image_channels=2: give 1"):
+        TinyPresetConfig(image_channels=2).compose_config()

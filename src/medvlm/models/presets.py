@@ -62,6 +62,9 @@ class TinyPresetConfig:
     trains_tokenizer: ClassVar[bool] = True  # build_model needs tokenizer= or texts=
     image_size: int = 64
     patch_size: int = 8
+    # 1 for gray images such as radiographs (colour ones are averaged to gray): the encoder's input and first
+    # layer a third of 3 channels repeating one gray
+    image_channels: int = 3
     vision_hidden_size: int = 64
     vision_layers: int = 2
     vision_heads: int = 4
@@ -91,8 +94,11 @@ class TinyPresetConfig:
     def compose_config(self) -> ComposeConfig:
         if self.vision_stem not in VISION_STEMS:
             raise ValueError(f"TinyPresetConfig.vision_stem={self.vision_stem!r}: use one of {sorted(VISION_STEMS)}")
+        if self.image_channels not in (1, 3):
+            raise ValueError(f"TinyPresetConfig.image_channels={self.image_channels}: give 1 (gray) or 3 (colour)")
         vision = {
-            "model_type": VISION_STEMS[self.vision_stem], "image_size": self.image_size, "patch_size": self.patch_size, "num_channels": 3,
+            "model_type": VISION_STEMS[self.vision_stem], "image_size": self.image_size, "patch_size": self.patch_size,
+            "num_channels": self.image_channels,
             "hidden_size": self.vision_hidden_size, "num_hidden_layers": self.vision_layers,
             "num_attention_heads": self.vision_heads, "intermediate_size": 4 * self.vision_hidden_size,
         }
@@ -115,7 +121,8 @@ class TinyPresetConfig:
                              connector_config=dict(self.connector_config),
                              vision_feature_layer=self.vision_feature_layer,
                              vision_feature_select=self.vision_feature_select, template=self.template,
-                             max_length=self.max_length, resize_mode="pad", image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                             max_length=self.max_length, resize_mode="pad", image_mean=[0.5] * self.image_channels,
+                             image_std=[0.5] * self.image_channels,
                              missing_prior=self.missing_prior)
 
 
