@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,3 +63,15 @@ def test_tiny_then_pretrained_demo_share_data_and_one_report(tmp_path):
                for c in pretrained.metrics)
     page = pretrained.report_html.read_text()
     assert "Tiny preset" in page and "Pretrained preset" in page
+
+
+def test_the_demo_recipe_files_are_the_recipes_the_demo_runs():
+    from medvlm.config import build_config, load_config
+    from medvlm.demo import tiny_stage_recipes
+    from medvlm.train import TrainConfig
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    recipes = tiny_stage_recipes(DemoConfig(), Path("demo_out/data"), Path("demo_out"))
+    assert list(recipes) == ["encoder", "align", "finetune"]
+    for stage, recipe in recipes.items():
+        assert load_config(TrainConfig, configs / f"demo_{stage}.yaml") == build_config(TrainConfig, recipe), stage

@@ -164,9 +164,9 @@ def _synthesise(cfg: DemoConfig, data: Path) -> Path:
     return data
 
 
-def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
-    from medvlm.train import TrainConfig, train
-
+def tiny_stage_recipes(cfg: DemoConfig, data: Path, out: Path) -> dict[str, dict]:
+    """The tiny demo's training stages as recipes (TrainConfig fields), in order: encoder (unless
+    encoder_steps=0), align, finetune; configs/demo_*.yaml hold them for the default DemoConfig."""
     preset_options = {"image_size": cfg.size_px, "patch_size": cfg.patch_size or max(cfg.size_px // 4, 1),
                       **cfg.preset_options}
     common = dict(
@@ -174,27 +174,27 @@ def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
         data={"train": str(data / "train.json"), "image_folder": str(data), "group_by_length": True},
         run={"seed": cfg.seed, "progress": cfg.progress, "log_every_steps": 10},
     )
+    recipes = {}
     start = {"preset": "tiny", "preset_options": preset_options}
     if cfg.encoder_steps:
-        encoder_cfg = _train_config(TrainConfig, {
+        recipes["encoder"] = {
             **common, "recipe": "encoder", "model": start, "components": {"vision": "full"},
             "encoder": {"pooling": cfg.encoder_pooling},
             "optim": {"lr": cfg.encoder_lr, "batch_size": cfg.batch_size, "max_steps": cfg.encoder_steps,
                       "warmup_ratio": 0.05},
             "run": {**common["run"], "output_dir": str(out / "encoder"), "log_every_steps": 50},
-        })
-        start = {"init_from": str(train(encoder_cfg).model_dir), "preset": None}
-    align_cfg = _train_config(TrainConfig, {
+        }
+        start = {"init_from": str(out / "encoder" / "model"), "preset": None}  # train() exports RUN/model
+    recipes["align"] = {
         **common, "recipe": "align",
         "model": start,
         "optim": {"lr": cfg.align_lr, "batch_size": cfg.batch_size, "max_steps": cfg.align_steps, "warmup_ratio": 0.1},
         "run": {**common["run"], "output_dir": str(out / "align"), "cache_vision_features": True,
                 "feature_cache_dir": str(out / "feature_cache")},
-    })
-    align = train(align_cfg)
-    finetune_cfg = _train_config(TrainConfig, {
+    }
+    recipes["finetune"] = {
         **common, "recipe": "finetune",
-        "model": {"init_from": str(align.model_dir), "preset": None},
+        "model": {"init_from": str(out / "align" / "model"), "preset": None},
         # an encoder taught the findings is kept as it is (and its features cached); else it learns here too
         "components": {"vision": "frozen" if cfg.encoder_steps else "full", "connector": "full", "language": "full"},
         "optim": {"lr": cfg.finetune_lr, "batch_size": cfg.finetune_batch_size, "max_steps": cfg.finetune_steps,
@@ -207,8 +207,17 @@ def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
         # the align stage's cache: the same frozen encoder, so its images are encoded once
         "run": {**common["run"], "output_dir": str(out / "finetune"), "cache_vision_features": bool(cfg.encoder_steps),
                 "feature_cache_dir": str(out / "feature_cache")},
-    })
-    return train(finetune_cfg).model_dir
+    }
+    return recipes
+
+
+def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
+    from medvlm.train import TrainConfig, train
+
+    model_dir = None
+    for recipe in tiny_stage_recipes(cfg, data, out).values():
+        model_dir = train(_train_config(TrainConfig, recipe)).model_dir
+    return model_dir
 
 
 def _has_finding_tokens(cfg: DemoConfig) -> bool:
