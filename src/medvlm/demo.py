@@ -63,7 +63,7 @@ class DemoConfig:
         "vision_stem": "conv", "vision_hidden_size": 128, "connector_type": "findings",
         "connector_config": {"pooling": "mean_max", "train_classifier": False, "threshold": 0.5}})
     max_new_tokens: int = 96
-    validate_every_steps: int = 280  # generation-based validation on 48 test questions; best checkpoint kept
+    validate_every_steps: int = 560  # generation-based validation on 48 test questions; best checkpoint kept
     # the pretrained preset: one finetune stage (encoder frozen, features cached; connector full; LM LoRA)
     pretrained_steps: int = 48  # ~10 s per step of batch 8 on 2 cores
     pretrained_batch_size: int = 8

@@ -56,6 +56,32 @@ def test_chunks_cover_every_question_once(loaded, questions_file, one_at_a_time,
     assert answers == one_at_a_time
 
 
+def test_questions_are_batched_by_answer_type(loaded, questions_file, one_at_a_time, tmp_path, monkeypatch):
+    from medvlm.infer import predict as predict_module
+
+    rows = [json.loads(line) for line in questions_file.read_text().splitlines()]
+    for i, row in enumerate(rows):
+        row["answer_type"] = "report" if i % 3 == 0 else "closed"  # q0, q3, q6 reports, in among the others
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    batches = []
+    generate = predict_module.generate_samples
+
+    def spy(model, processor, samples, options):
+        batches.append(len(samples))
+        return generate(model, processor, samples, options)
+
+    monkeypatch.setattr(predict_module, "generate_samples", spy)
+    out = tmp_path / "answers.jsonl"
+    predict(*loaded, mixed, out, image_folder=questions_file.parent / "images", batch_size=2, options=OPTIONS,
+            progress=False)
+    lines = _lines(out)
+    assert [line["question_id"] for line in lines] == ["q0", "q3", "q6", "q1", "q2", "q4", "q5"]
+    assert batches == [2, 1, 2, 2]  # the reports' batches, then the closed questions'
+    texts = {line["question_id"]: line["text"] for line in one_at_a_time}
+    assert all(line["text"] == texts[line["question_id"]] for line in lines)
+
+
 def test_get_chunk_splits_contiguously():
     items = list(range(7))
     chunks = [get_chunk(items, 3, i) for i in range(3)]

@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-idx", type=int, default=0, help="which slice to answer, 0-based (default: %(default)s)")
     parser.add_argument("--model-id", default=None, help="model_id written in each answer (default: the model "
                         "directory's name)")
+    parser.add_argument("--file-order", action="store_true",
+                        help="batch the questions in file order; by default questions of one answer_type (report, "
+                             "closed, open) are batched together, so that short answers do not wait for long ones, "
+                             "and the answers file lists them grouped by type")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_generation_arguments(parser)
 
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             model, processor, args.questions, args.out, image_folder=args.image_folder, batch_size=args.batch_size,
             num_chunks=args.num_chunks, chunk_idx=args.chunk_idx,
             model_id=args.model_id or Path(args.model).resolve().name, options=options,
-            progress=not args.no_progress,
+            progress=not args.no_progress, group_by_answer_type=not args.file_order,
         )
     except (ValueError, OSError) as error:  # bad input: a message naming the file / record, not a traceback
         print(f"medvlm predict: error: {error}", file=sys.stderr)

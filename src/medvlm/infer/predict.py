@@ -2,7 +2,10 @@
 
     summary = predict(model, processor, "test.jsonl", "answers.jsonl", image_folder="images", batch_size=16)
 
-- Batches are left-padded and generated together (see medvlm.infer.generate).
+- Batches are left-padded and generated together (see medvlm.infer.generate). Questions of one answer type are
+  batched together (a batch runs as long as its longest answer; reports beside yes/no questions would keep them
+  waiting), so the answers file lists them grouped by type, in the order the types first appear
+  (`group_by_answer_type=False`: file order).
 - Temporal questions: `image: [current, prior]` or a named `prior` key; the processor arranges the pair for the
   model's connector, and a pair model answers a question without a prior in its missing-prior mode.
 - Resumable: question ids already in the output file are skipped; each batch's answers are appended and fsynced
@@ -110,11 +113,12 @@ def predict(
     model_id: str = "medvlm",
     options: GenerationOptions | None = None,
     progress: bool = True,
+    group_by_answer_type: bool = True,
 ) -> PredictSummary:
     """Answer `questions` (a questions file, or QuestionRecords) into JSONL `out_path`; see the module docstring.
 
     Relative image paths resolve against image_folder, else against the questions file's folder (or the current
-    folder for records given directly).
+    folder for records given directly). group_by_answer_type=False batches the questions in file order.
     """
     options = options or GenerationOptions()
     if options.num_return_sequences != 1:
@@ -127,11 +131,17 @@ def predict(
     chunk = get_chunk(records, num_chunks, chunk_idx)
     done = {a.question_id for a in resume_answers(out_path)}
     todo = [q for q in chunk if q.question_id not in done]
+    # a batch generates until its longest answer ends: questions of one answer type (reports, closed, open) are
+    # batched together, in the order the types first appear, so that short answers do not wait for reports
+    by_type: dict[str | None, list[QuestionRecord]] = {}
+    for q in todo:
+        by_type.setdefault(q.answer_type if group_by_answer_type else None, []).append(q)
+    batches = [group[start:start + batch_size] for group in by_type.values()
+               for start in range(0, len(group), batch_size)]
 
     answered = 0
     bar = tqdm(total=len(todo), desc="predict", unit="q", disable=not progress)
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
+    for batch in batches:
         samples = []
         for q in batch:
             where = f"{questions_file} question {q.question_id!r}"
