@@ -3,7 +3,8 @@
   1. synthesise a CXR dataset with ground truth                     OUT/data/
   2. train the tiny preset: encoder (the 14 CheXpert labels of each   OUT/encoder/, OUT/align/, OUT/finetune/
      training report), align (connector only), then finetune         (model in finetune/model)
-     (connector and language model; the taught encoder is kept)
+     (connector and language model, finding tokens teacher-forced    (configs/demo_*.yaml: the same recipes)
+     with the report labels; the taught encoder is kept)
   3. answer the test questions (reports and VQA)                    OUT/answers.jsonl
   4. score them, beside two controls:                               OUT/metrics.json
        - the most frequent training answer (for reports: the most frequent training report) for every question
@@ -58,7 +59,8 @@ class DemoConfig:
     teacher_forcing: float = 1.0
     # tiny preset sizes (medvlm.models.presets.TinyPresetConfig; patch_size from the field above): the findings
     # connector's 14 finding tokens after the 16 image tokens: its classifier is the encoder stage's label head,
-    # kept as it is, and the language model gets its decisions at p >= 0.5 (docs/training.md, "Encoder stage")
+    # kept as it is, and the language model gets its decisions at p >= 0.5 (docs/training.md, "Encoder stage");
+    # in the finetune stage's training the tokens carry the report's labels instead (teacher_forcing above)
     preset_options: dict = field(default_factory=lambda: {
         "vision_stem": "conv", "vision_hidden_size": 128, "connector_type": "findings",
         "connector_config": {"pooling": "mean_max", "train_classifier": False, "threshold": 0.5}})

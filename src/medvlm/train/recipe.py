@@ -84,7 +84,7 @@ class GlobalBatchSampler:
                 raise ValueError(f"{name} has {len(values)} entries for {n} samples")
         self.lengths = lengths
         self.tasks = tasks
-        self.by_weight: dict[float, list[int]] = {}  # weight -> its samples (None: every sample once)
+        self.by_weight: dict[float, list[int]] = {}  # weight -> its samples (empty: every sample once)
         if weights is not None:
             for i, w in enumerate(weights):
                 if not w >= 0:
