@@ -1,9 +1,11 @@
-"""Three parts of a training step, each against its baseline in the same run, as ratios.
+"""Parts of a training step, each against its baseline in the same run, as ratios.
 
   loss       the finetune loss from logits at every position (sample_loss_sums) vs only where a label follows
              (labelled_loss_sums, transformers' boolean logits_to_keep): forward + backward of the tiny preset's
              language model on demo-like batches (16 samples; reports ~100 tokens of which ~45 learned, VQA ~150
              of which ~12); the two losses are checked equal
+  mask       the labelled-logits loss with the attention mask vs without it (the batch is right-padded, so causal
+             attention alone hides the padding; labelled_loss_sums drops the mask then): same batches, losses equal
   adamw      one AdamW step over the tiny preset's parameters: foreach (torch's default) vs fused
   stem       forward + backward of the conv-stem encoder on 32 images of 128 px (32 px patches): a 3 x 3 stride-2
              first stage vs a 4 x 4 patchify one (vision_stem_patch=4)
@@ -80,9 +82,19 @@ def main() -> None:
         sums, counts = sample_loss_sums(lm(**inputs, use_cache=False).logits, batch["labels"])
         (sums.sum() / counts.sum()).backward()
 
-    def labelled():
-        sums, counts = labelled_loss_sums(lm, batch)
-        (sums.sum() / counts.sum()).backward()
+    import medvlm.train.recipe as recipe
+
+    drops_mask = recipe.right_padded
+
+    def labelled(drop_mask: bool):
+        def run():
+            recipe.right_padded = drops_mask if drop_mask else (lambda mask: False)
+            try:
+                sums, counts = labelled_loss_sums(lm, batch)
+            finally:
+                recipe.right_padded = drops_mask
+            (sums.sum() / counts.sum()).backward()
+        return run
 
     with torch.no_grad():
         a = sample_loss_sums(lm(**inputs, use_cache=False).logits, batch["labels"])[0]
@@ -90,7 +102,8 @@ def main() -> None:
     torch.testing.assert_close(a, b)
     learned = int((batch["labels"][:, 1:] != -100).sum())
     print(f"loss on 16 samples of <= 150 tokens, {learned} learned positions of {int(batch['attention_mask'].sum())}")
-    _compare("loss", full, labelled, args.rounds, args.repeats)
+    _compare("loss", full, labelled(False), args.rounds, args.repeats)
+    _compare("mask", labelled(False), labelled(True), args.rounds, args.repeats)
 
     params = [p for p in lm.parameters() if p.requires_grad]
     for p in params:

@@ -58,7 +58,8 @@ def _train_step_and_generate(model, processor):
 
 
 def _labelled_logits_give_the_full_loss(model, processor, image, sample):
-    """Training's loss with logits only at learned positions (labelled_loss_sums) = the one from all logits."""
+    """Training's loss with logits only at learned positions and, the batch being right-padded, no attention mask
+    (labelled_loss_sums) = the one from all logits with the mask."""
     from medvlm.train.recipe import labelled_loss_sums, sample_loss_sums
 
     longer = processor.encode([{"from": "human", "value": "<image>\nFindings?"},

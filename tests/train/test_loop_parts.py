@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from medvlm.train.recipe import GlobalBatchSampler, token_loss_sum, weighted_loss
+from medvlm.train.recipe import GlobalBatchSampler, right_padded, token_loss_sum, weighted_loss
 from medvlm.train.schedule import lr_multiplier
 
 
@@ -144,6 +144,14 @@ def test_loss_counts_only_labelled_tokens():
     loss, count = token_loss_sum(logits, labels)
     assert count == 2
     assert torch.isclose(loss, 2 * torch.log(torch.tensor(5.0)))
+
+
+def test_right_padded_masks_are_told_from_left_padded_and_holey_ones():
+    # labelled_loss_sums drops the attention mask only for these (causal attention then does the same job)
+    assert right_padded(torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0]]))
+    assert not right_padded(torch.tensor([[1, 1, 1], [0, 1, 1]]))  # left padding
+    assert not right_padded(torch.tensor([[1, 0, 1]]))  # a hole: not padding at all
+    assert not right_padded(None) and not right_padded(torch.ones(1, 2, 2))
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():

@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medvlm: unknown verb {verb!r}\n\n{_top_level_help()}", file=sys.stderr)
         return 2
     args = build_parser(verb).parse_args(argv[1:])
+    from medvlm.runtime import keep_freed_memory
+
+    keep_freed_memory()  # fewer page faults in training and prediction (medvlm/runtime.py; MEDVLM_MALLOC_TUNING=0: off)
     return int(args._run(args) or 0)
 
 

@@ -196,7 +196,13 @@ def labelled_loss_sums(model: torch.nn.Module, batch: dict) -> tuple[torch.Tenso
     labels = batch["labels"]
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = labels[:, 1:] != -100
-    logits = model(**_model_inputs(batch), logits_to_keep=keep).logits  # (learned positions, vocab)
+    inputs = _model_inputs(batch)
+    if right_padded(inputs.get("attention_mask")):
+        # causal attention alone keeps every real token from seeing the padding after it, so the mask adds
+        # nothing: without it SDPA runs causal (skipping the upper triangle) instead of applying a (B, 1, T, T)
+        # mask. Pad positions then see each other, but nothing is learned there (tests/models)
+        inputs["attention_mask"] = None
+    logits = model(**inputs, logits_to_keep=keep).logits  # (learned positions, vocab)
     if logits.ndim != 2 or logits.shape[0] != int(keep.sum()):
         raise ValueError(f"the language model gave logits {tuple(logits.shape)} for a logits_to_keep mask of "
                          f"{int(keep.sum())} positions; it does not take a boolean logits_to_keep (transformers' "
@@ -225,6 +231,13 @@ def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     """Sum of next-token cross-entropy over labelled positions, and their count. logits (B,T,V), labels (B,T)."""
     sums, counts = sample_loss_sums(logits, labels)
     return sums.sum(), int(counts.sum())
+
+
+def right_padded(attention_mask: torch.Tensor | None) -> bool:
+    """True when every row of `attention_mask` (B, T) is ones then zeros (padding on the right only)."""
+    if attention_mask is None or attention_mask.ndim != 2:
+        return False
+    return bool(attention_mask[:, 0].all() and (attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
 
 
 def _model_inputs(batch: dict) -> dict:
