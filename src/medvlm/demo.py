@@ -214,11 +214,15 @@ def tiny_stage_recipes(cfg: DemoConfig, data: Path, out: Path) -> dict[str, dict
 
 
 def _train_tiny(cfg: DemoConfig, data: Path, out: Path) -> Path:
+    from medvlm.data.processor import ImageCache
     from medvlm.train import TrainConfig, train
 
     model_dir = None
-    for recipe in tiny_stage_recipes(cfg, data, out).values():
-        model_dir = train(_train_config(TrainConfig, recipe)).model_dir
+    configs = [_train_config(TrainConfig, recipe) for recipe in tiny_stage_recipes(cfg, data, out).values()]
+    # one cache for the three stages: the align stage's feature cache reads the images the encoder stage decoded
+    images = ImageCache(max(c.data.image_cache_mb for c in configs) * 2**20)
+    for train_cfg in configs:
+        model_dir = train(train_cfg, image_cache=images).model_dir
     return model_dir
 
 

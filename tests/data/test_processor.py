@@ -129,6 +129,10 @@ def test_image_cache_returns_the_same_tensors_and_keeps_gray_once(make_processor
         first += 1  # a caller changing its tensor does not change the cache
     assert (cached.image_cache.hits, cached.image_cache.misses) == (2, 2)
     assert cached.image_cache.bytes == 16 * 16 * 4 * (1 + 3)  # the gray image once, the colour one in full
+    other = make_processor(image_size=8)  # other settings sharing the cache get their own entries
+    other.image_cache = cached.image_cache
+    assert torch.equal(other.preprocess_image(tmp_path / "g.png"), make_processor(image_size=8).preprocess_image(
+        tmp_path / "g.png")) and other.image_cache.misses == 3
     small = ImageCache(max_bytes=16 * 16 * 4)  # room for one gray image
     small.put("a", plain.preprocess_image(tmp_path / "c.png"))
     assert small.bytes == 0 and small.get("a") is None  # too large: not kept, nothing lost

@@ -235,7 +235,7 @@ def test_the_image_cache_changes_no_weight_and_a_negative_size_is_refused(tiny_c
     from medvlm.config import build_config
     from medvlm.train import TrainConfig, train
 
-    def run(name: str, cache_mb: int):
+    def run(name: str, cache_mb: int, image_cache=None):
         cfg = build_config(TrainConfig, {
             "recipe": "encoder", "data": {"train": str(tiny_cxr / "train.json"), "image_cache_mb": cache_mb},
             "components": {"vision": "full"},
@@ -243,7 +243,7 @@ def test_the_image_cache_changes_no_weight_and_a_negative_size_is_refused(tiny_c
                                                            "text_hidden_size": 64, "vocab_size": 300}},
             "optim": {"max_steps": 14, "batch_size": 4},  # 56 draws of 24 images: most come from the cache
             "run": {"output_dir": str(tmp_path / name), "progress": False, "tensorboard": False, "seed": 3}})
-        return train(cfg)
+        return train(cfg, image_cache=image_cache)
 
     cached, plain = run("cached", 64), run("plain", 0)
     end = json.loads((cached.run_dir / "log.jsonl").read_text().splitlines()[-1])
@@ -255,3 +255,25 @@ def test_the_image_cache_changes_no_weight_and_a_negative_size_is_refused(tiny_c
         assert torch.equal(weights[key], value), key
     with pytest.raises(ValueError, match="data.image_cache_mb=-1"):
         run("bad", -1)
+
+
+def test_runs_given_one_image_cache_decode_each_image_once(tiny_cxr, tmp_path):
+    """train(cfg, image_cache=...): a second run (another stage in the same process) finds every image decoded."""
+    from medvlm.config import build_config
+    from medvlm.data.processor import ImageCache
+    from medvlm.train import TrainConfig, train
+
+    shared = ImageCache(64 * 2**20)
+    ends = []
+    for name in ("first", "second"):
+        cfg = build_config(TrainConfig, {
+            "recipe": "encoder", "data": {"train": str(tiny_cxr / "train.json")}, "components": {"vision": "full"},
+            "model": {"preset": "tiny", "preset_options": {"image_size": 32, "patch_size": 8, "vision_hidden_size": 32,
+                                                           "text_hidden_size": 64, "vocab_size": 300}},
+            "optim": {"max_steps": 7, "batch_size": 4},  # an epoch of 22 images in 6 steps, then 4 again
+            "run": {"output_dir": str(tmp_path / name), "progress": False, "tensorboard": False, "seed": 3}})
+        result = train(cfg, image_cache=shared)
+        ends.append(json.loads((result.run_dir / "log.jsonl").read_text().splitlines()[-1])["image_cache"])
+    assert (ends[0]["misses"], ends[0]["hits"]) == (22, 4)  # the counts are each run's own
+    assert (ends[1]["misses"], ends[1]["hits"]) == (0, 26)
+    assert (shared.misses, shared.hits) == (22, 30)

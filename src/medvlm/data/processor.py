@@ -129,10 +129,11 @@ def _add_second_placeholder(messages: list) -> list:
 
 
 class ImageCache:
-    """Preprocessed images kept in memory by path, until `max_bytes` are held (later images are not added), so
-    that the epochs after the first skip decoding and resizing. A gray image's identical channels are kept once.
-    Assumes the files do not change while it lives (a training run); per process (each DataLoader worker has its
-    own)."""
+    """Preprocessed images kept in memory by path and preprocessing settings, until `max_bytes` are held (later
+    images are not added), so that the epochs after the first skip decoding and resizing. A gray image's identical
+    channels are kept once. Processors with other settings (size, channels, mean, std, resize mode) can share one
+    cache: their images do not mix. Assumes the files do not change while it lives (a training run, or stages
+    run one after another: `train(cfg, image_cache=...)`); per process (each DataLoader worker has its own)."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = int(max_bytes)
@@ -216,13 +217,18 @@ class MedVLMProcessor:
         each copy); an image already square at image_size is not resampled. With an `image_cache`, a file
         preprocessed before comes from memory."""
         if self.image_cache is not None and not isinstance(image, np.ndarray):
-            key = os.fspath(image)
+            key = f"{self._image_settings()}|{os.fspath(image)}"
             cached = self.image_cache.get(key)
             if cached is None:
                 cached = self._preprocess(image)
                 self.image_cache.put(key, cached)
             return cached
         return self._preprocess(image)
+
+    def _image_settings(self) -> str:
+        """What _preprocess depends on besides the file: an ImageCache key prefix."""
+        c = self.config
+        return f"{c.image_size},{c.num_channels},{c.image_mean},{c.image_std},{c.resize_mode}"
 
     def _preprocess(self, image: str | os.PathLike | np.ndarray) -> torch.Tensor:
         from PIL import Image

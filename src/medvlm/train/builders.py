@@ -20,8 +20,9 @@ from medvlm.records import TrainingRecord, load_training
 from medvlm.train.config import TrainConfig
 
 
-def build_model_and_processor(cfg: TrainConfig):
-    """(model, processor, training records) from `cfg.model` and `cfg.data.train`.
+def build_model_and_processor(cfg: TrainConfig, image_cache: ImageCache | None = None):
+    """(model, processor, training records) from `cfg.model` and `cfg.data.train`; the processor keeps decoded
+    images in `image_cache`, or in a new ImageCache of data.image_cache_mb (none when 0).
 
     A preset trains its tokenizer on the training texts (unless it brings its own: `trains_tokenizer` False, as
     `pretrained`); the processor it builds is saved under `run.output_dir/processor` on the first run and reused
@@ -59,7 +60,9 @@ def build_model_and_processor(cfg: TrainConfig):
         processor.config.max_length = cfg.data.max_length
     if cfg.data.image_cache_mb < 0:
         raise ValueError(f"data.image_cache_mb={cfg.data.image_cache_mb}: give a size in MiB, or 0 for no cache")
-    processor.image_cache = ImageCache(cfg.data.image_cache_mb * 2**20) if cfg.data.image_cache_mb else None
+    if image_cache is None and cfg.data.image_cache_mb:
+        image_cache = ImageCache(cfg.data.image_cache_mb * 2**20)
+    processor.image_cache = image_cache
     return model, processor, records
 
 

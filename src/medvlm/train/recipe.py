@@ -31,6 +31,7 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from tqdm.auto import tqdm
 
 from medvlm.config import dump_config
+from medvlm.data.processor import ImageCache
 from medvlm.train import components as components_lib
 from medvlm.train import encoder_stage, finding_targets
 from medvlm.train.builders import build_model_and_processor, build_training_data
@@ -260,7 +261,11 @@ NEXT_TOKEN = Objective(  # finetune / align: assistant tokens
 PER_LABEL = Objective(counts=encoder_stage.label_counts, loss_sums=encoder_stage.label_loss_sums)  # encoder
 
 
-def train(cfg: TrainConfig) -> TrainResult:
+def train(cfg: TrainConfig, image_cache: ImageCache | None = None) -> TrainResult:
+    """Run the recipe `cfg` (medvlm.train.config) to its end, resuming from the last checkpoint of its output
+    directory. `image_cache`: keep decoded training images there instead of in a fresh ImageCache of
+    data.image_cache_mb, e.g. one cache for stages run one after another in a process (`medvlm demo`), so that
+    each image is decoded once."""
     started = time.perf_counter()
     # without a GPU, Accelerate joins torchrun's processes (gloo) only when told it runs on the CPU
     on_cpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
@@ -278,7 +283,9 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     components_lib.check_recipe(cfg)
     with accelerator.main_process_first():  # the main process builds (and saves) a preset's tokenizer first
-        model, processor, records = build_model_and_processor(cfg)
+        model, processor, records = build_model_and_processor(cfg, image_cache)
+    cache = processor.image_cache  # this process's (DataLoader workers keep their own); this run's counts logged
+    cache_counts = (cache.hits, cache.misses) if cache is not None else (0, 0)
     composed = model
     if cfg.recipe == "encoder":  # the encoder with a label head is what trains; the composed model is saved
         model, data = encoder_stage.build(cfg, composed, processor, records)
@@ -412,9 +419,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     accelerator.wait_for_everyone()
     seconds = time.perf_counter() - started
     if is_main:
-        cache = processor.image_cache  # this process's (DataLoader workers keep their own)
-        cache_stats = ({"image_cache": {"hits": cache.hits, "misses": cache.misses, "mb": round(cache.bytes / 2**20, 1)}}
-                       if cache is not None else {})
+        cache_stats = ({"image_cache": {"hits": cache.hits - cache_counts[0], "misses": cache.misses - cache_counts[1],
+                                        "mb": round(cache.bytes / 2**20, 1)}} if cache is not None else {})
         logger.log("end", state.step, seconds=round(seconds, 2), loss=recent_loss, **cache_stats)
     logger.close()
     return TrainResult(
