@@ -45,7 +45,7 @@ class DemoConfig:
     patch_size: int | None = None  # the tiny encoder's patch side; None: size_px // 4 (16 image tokens)
     seed: int = 0
     # the tiny preset: encoder (report labels), align, then finetune connector + LM (encoder kept)
-    encoder_steps: int = 800  # 0: no encoder stage; the finetune stage then trains the encoder too
+    encoder_steps: int = 1000  # 0: no encoder stage; the finetune stage then trains the encoder too
     encoder_lr: float = 2e-3
     encoder_pooling: str = "mean_max"  # what its label head reads (medvlm.train.encoder_stage.POOLINGS)
     align_steps: int = 10
