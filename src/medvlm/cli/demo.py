@@ -3,7 +3,7 @@
 `make demo` runs `medvlm demo` (the tiny preset).
 
   medvlm demo                      the tiny preset from scratch: encoder (report labels), align, then finetune
-                                   (about 4.8 minutes on 2 cores at the default 128 px)
+                                   (about 4 minutes on 2 cores at the default 128 px)
   medvlm demo --preset pretrained  EfficientNet-Lite0 + SmolLM2-135M-Instruct with LoRA, on the same data, for
                                    --pretrained-steps steps, scored on the first --pretrained-questions questions
                                    of each answer type beside the tiny model's answers to them (about 11
