@@ -2,10 +2,10 @@
 
 A training step of a small model allocates and frees the same few-megabyte tensors hundreds of times. With
 glibc's defaults, blocks above the (adaptive) mmap threshold get a fresh mapping and memory freed at the top of
-the heap goes back to the OS, so nearly every new activation touches fresh pages: 4,400 to 4,800 page faults
-and 10 to 13 ms of kernel time per step of the demo's language model on 2 cores. Raising both thresholds keeps
-that memory in the heap: 50 to 100 faults and 1 to 2.5 ms per step (benchmarks/allocator_speed.py has the
-comparison; the peak resident memory stayed the same there). The cost: memory freed by the process is
+the heap goes back to the OS, so nearly every new activation touches fresh pages: about 4,000 page faults and
+10.6 ms of kernel time per step of the demo's language model on 2 cores. Raising both thresholds keeps that
+memory in the heap: 32 faults and 1.7 ms per step, the step x1.17 faster, the peak resident memory the same
+(benchmarks/allocator_speed.py, medians of 6 rounds of fresh processes). The cost: memory freed by the process is
 returned to the OS later or not at all, which suits a training or prediction process, not every program;
 so the `medvlm` command calls `keep_freed_memory()` at start, and `import medvlm` does not.
 
